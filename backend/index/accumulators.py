@@ -1,0 +1,274 @@
+"""Bounded per-feature state updated one batch at a time (the streaming half of the index).
+
+Memory is fixed by d_sae and the options, never by the number of tokens.
+
+Activation ranges: a feature's histogram bins and interval groups are equal slices of
+(0, bound], where bound starts at the feature's first observed max and doubles whenever a
+larger value arrives; doubling merges neighbouring bins exactly, so counts and samples stay
+exact without knowing the final max in advance. Published bins stop at the bin holding max.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from backend.index.sparse import SparseBatch, rank_within_groups, sort_by_group_then
+
+NEG_INF = float("-inf")
+
+
+def bin_of(values: torch.Tensor, bound: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Bin j holds values in (j·w, (j+1)·w] with w = bound / n_bins (zero never counts)."""
+    return (torch.ceil(values / bound * n_bins).long() - 1).clamp(0, n_bins - 1)
+
+
+def _halve_bins(hist: torch.Tensor) -> torch.Tensor:
+    """[n, B] counts -> bins (2j, 2j+1) merged into j, upper half emptied."""
+    n, b = hist.shape
+    merged = hist.view(n, b // 2, 2).sum(2)
+    return torch.cat([merged, torch.zeros_like(merged)], dim=1)
+
+
+class FeatureStats:
+    """Count, sum, max and a histogram of nonzero activations per feature; owns the range."""
+
+    def __init__(self, d_sae: int, n_bins: int):
+        self.count = torch.zeros(d_sae, dtype=torch.long)
+        self.total = torch.zeros(d_sae, dtype=torch.float64)
+        self.max = torch.zeros(d_sae)
+        self.bound = torch.zeros(d_sae)  # 0 = never fired
+        self.hist = torch.zeros(d_sae, n_bins, dtype=torch.long)
+        self.n_bins = n_bins
+        self.tokens = 0
+
+    def grow_bounds(self, batch: SparseBatch, on_double) -> None:
+        """Raise each feature's bound above the batch max, doubling (and merging bins)."""
+        batch_max = torch.zeros_like(self.max).scatter_reduce(0, batch.feat, batch.val, "amax")
+        first = (self.bound == 0) & (batch_max > 0)
+        self.bound[first] = batch_max[first]
+        while True:
+            grow = (batch_max > self.bound).nonzero().squeeze(1)
+            if grow.numel() == 0:
+                break
+            self.hist[grow] = _halve_bins(self.hist[grow])
+            on_double(grow)
+            self.bound[grow] *= 2
+        self.max = torch.maximum(self.max, batch_max)
+
+    def update(self, batch: SparseBatch, n_tokens: int) -> None:
+        self.tokens += n_tokens
+        self.count += torch.bincount(batch.feat, minlength=len(self.count))
+        self.total.index_add_(0, batch.feat, batch.val.double())
+        b = bin_of(batch.val, self.bound[batch.feat], self.n_bins)
+        flat = batch.feat * self.n_bins + b
+        self.hist.view(-1).index_add_(0, flat, torch.ones_like(flat))
+
+
+@dataclass
+class ExampleSet:
+    """Fixed-shape example slots: [d_sae, slots] (or [d_sae, groups, slots]) tensors."""
+
+    value: torch.Tensor  # -inf = empty slot
+    row: torch.Tensor  # global row id
+    pos: torch.Tensor  # position of the example's token in its row
+    tokens: torch.Tensor  # [..., W] token ids, -1 outside the row
+    acts: torch.Tensor  # [..., W] this feature's activation at each window token
+
+    @classmethod
+    def empty(cls, shape: tuple[int, ...], width: int) -> ExampleSet:
+        return cls(
+            torch.full(shape, NEG_INF),
+            torch.full(shape, -1, dtype=torch.long),
+            torch.full(shape, -1, dtype=torch.long),
+            torch.full((*shape, width), -1, dtype=torch.int32),
+            torch.zeros((*shape, width)),
+        )
+
+    def take(self, index: torch.Tensor, dim: int) -> ExampleSet:
+        def g(x):
+            idx = index
+            while idx.dim() < x.dim():
+                idx = idx.unsqueeze(-1)
+            return torch.gather(x, dim, idx.expand(*index.shape, *x.shape[index.dim() :]))
+
+        return ExampleSet(g(self.value), g(self.row), g(self.pos), g(self.tokens), g(self.acts))
+
+    @staticmethod
+    def cat(a: ExampleSet, b: ExampleSet, dim: int) -> ExampleSet:
+        return ExampleSet(*(torch.cat([x, y], dim=dim) for x, y in zip(a.fields(), b.fields(), strict=True)))
+
+    def fields(self):
+        return self.value, self.row, self.pos, self.tokens, self.acts
+
+
+def _scatter_examples(
+    batch: SparseBatch,
+    sel: torch.Tensor,
+    slot: torch.Tensor,
+    shape: tuple[int, ...],
+    tokens: torch.Tensor,
+    acts: torch.Tensor,
+    before: int,
+    after: int,
+    extra_slot_dims: torch.Tensor | None = None,
+) -> ExampleSet:
+    """Place selected sparse entries into an empty ExampleSet at [feature, (group,) slot]."""
+    out = ExampleSet.empty(shape, before + after + 1)
+    tok_w, act_w = batch.windows(tokens, acts, sel, before, after)
+    index = (batch.feat[sel],) + ((extra_slot_dims,) if extra_slot_dims is not None else ()) + (slot,)
+    out.value[index] = batch.val[sel]
+    out.row[index] = batch.rows[sel] + batch.row_offset
+    out.pos[index] = batch.pos[sel]
+    out.tokens[index] = tok_w
+    out.acts[index] = act_w
+    return out
+
+
+class TopExamples:
+    """The k highest activations per feature whose windows never overlap.
+
+    An entry is eligible only if it is the peak of its own window neighbourhood: strictly
+    above every activation of the same feature in the `span` tokens before it and at least
+    every one in the `span` tokens after it (span = before + after), so two eligible entries
+    of one row are always more than `span` apart and their windows are disjoint."""
+
+    def __init__(self, d_sae: int, k: int, before: int, after: int):
+        self.k, self.before, self.after = k, before, after
+        self.examples = ExampleSet.empty((d_sae, k), before + after + 1)
+
+    def peaks(self, batch: SparseBatch) -> torch.Tensor:
+        span = self.before + self.after
+        order = sort_by_group_then(batch.feat * batch.n_rows + batch.rows, batch.pos, descending=False)
+        grp = (batch.feat * batch.n_rows + batch.rows)[order]
+        pos, val = batch.pos[order], batch.val[order]
+        keep = torch.ones(len(order), dtype=torch.bool)
+        for shift in range(1, span + 1):
+            same = (grp[shift:] == grp[:-shift]) & (pos[shift:] - pos[:-shift] <= span)
+            if not same.any():
+                break
+            left, right = val[:-shift], val[shift:]
+            keep[shift:] &= ~(same & (left >= right))  # an earlier value at least as large wins
+            keep[:-shift] &= ~(same & (right > left))
+        return order[keep]
+
+    def update(self, batch: SparseBatch, tokens: torch.Tensor, acts: torch.Tensor) -> None:
+        cand = self.peaks(batch)
+        order = sort_by_group_then(batch.feat[cand], batch.val[cand], descending=True)
+        cand = cand[order]
+        rank = rank_within_groups(batch.feat[cand])
+        cand, rank = cand[rank < self.k], rank[rank < self.k]
+        fresh = _scatter_examples(batch, cand, rank, self.examples.value.shape, tokens, acts, self.before, self.after)
+        merged = ExampleSet.cat(self.examples, fresh, dim=1)
+        best = merged.value.topk(self.k, dim=1).indices
+        self.examples = merged.take(best, dim=1)
+
+
+class IntervalSamples:
+    """Up to `per_group` examples per activation interval, a uniform sample without
+    replacement inside each interval (priority sampling: keep the smallest random keys,
+    which merges exactly across batches and across interval doublings)."""
+
+    def __init__(self, d_sae: int, n_groups: int, per_group: int, before: int, after: int, seed: int):
+        self.n_groups, self.per_group, self.before, self.after = n_groups, per_group, before, after
+        self.examples = ExampleSet.empty((d_sae, n_groups, per_group), before + after + 1)
+        self.priority = torch.full((d_sae, n_groups, per_group), float("inf"))
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def on_double(self, features: torch.Tensor) -> None:
+        """Intervals (2j, 2j+1) become interval j: keep the smallest keys of the union."""
+        n, g, s = len(features), self.n_groups, self.per_group
+        pri = self.priority[features].view(n, g // 2, 2 * s)
+        keep = pri.topk(s, dim=2, largest=False).indices
+        pairs = ExampleSet(*(x[features].reshape(n, g // 2, 2 * s, *x.shape[3:]) for x in self.examples.fields()))
+        merged = ExampleSet.cat(pairs.take(keep, dim=2), ExampleSet.empty((n, g - g // 2, s), self.width), dim=1)
+        for target, part in zip(self.examples.fields(), merged.fields(), strict=True):
+            target[features] = part
+        self.priority[features] = torch.cat(
+            [torch.gather(pri, 2, keep), torch.full((n, g - g // 2, s), float("inf"))], 1
+        )
+
+    @property
+    def width(self) -> int:
+        return self.before + self.after + 1
+
+    def update(self, batch: SparseBatch, bound: torch.Tensor, tokens: torch.Tensor, acts: torch.Tensor) -> None:
+        key = torch.rand(len(batch.val), generator=self.generator)
+        group = bin_of(batch.val, bound[batch.feat], self.n_groups)
+        cell = batch.feat * self.n_groups + group
+        order = sort_by_group_then(cell, key, descending=False)
+        rank = rank_within_groups(cell[order])
+        sel, rank = order[rank < self.per_group], rank[rank < self.per_group]
+        shape = self.priority.shape
+        fresh = _scatter_examples(
+            batch, sel, rank, shape, tokens, acts, self.before, self.after, extra_slot_dims=group[sel]
+        )
+        fresh_pri = torch.full(shape, float("inf"))
+        fresh_pri[batch.feat[sel], group[sel], rank] = key[sel]
+        pri = torch.cat([self.priority, fresh_pri], dim=2)
+        keep = pri.topk(self.per_group, dim=2, largest=False).indices
+        self.priority = torch.gather(pri, 2, keep)
+        self.examples = ExampleSet.cat(self.examples, fresh, dim=2).take(keep, dim=2)
+
+
+class CoActivation:
+    """Exact co-firing counts of feature pairs on a fixed subsample of rows, kept sparse
+    (sorted pair keys + counts), so memory follows the pairs that occur, not d_sae²."""
+
+    def __init__(self, d_sae: int, rows_per_batch: int, flush_at: int = 4_000_000):
+        self.d_sae, self.rows_per_batch, self.flush_at = d_sae, rows_per_batch, flush_at
+        self.keys = torch.zeros(0, dtype=torch.long)
+        self.counts = torch.zeros(0, dtype=torch.long)
+        self.fires = torch.zeros(d_sae, dtype=torch.long)
+        self.tokens = 0
+        self._pending: list[torch.Tensor] = []
+        self._pending_n = 0
+
+    def update(self, batch: SparseBatch, keep_tokens: torch.Tensor) -> None:
+        if self.rows_per_batch <= 0:
+            return
+        sampled = batch.rows < self.rows_per_batch
+        self.tokens += int(keep_tokens[: self.rows_per_batch].sum())
+        tok, feat = batch.token[sampled], batch.feat[sampled]  # sorted by token, then feature
+        self.fires += torch.bincount(feat, minlength=self.d_sae)
+        shift = 1
+        while shift < len(tok):
+            same = tok[shift:] == tok[:-shift]
+            if not same.any():
+                break
+            keys = feat[:-shift][same] * self.d_sae + feat[shift:][same]
+            self._pending.append(keys)
+            self._pending_n += len(keys)
+            shift += 1
+        if self._pending_n >= self.flush_at:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        new_keys, new_counts = torch.unique(torch.cat(self._pending), return_counts=True)
+        self._pending, self._pending_n = [], 0
+        keys = torch.cat([self.keys, new_keys])
+        counts = torch.cat([self.counts, new_counts])
+        self.keys, inverse = torch.unique(keys, return_inverse=True)
+        self.counts = torch.zeros(len(self.keys), dtype=torch.long).index_add_(0, inverse, counts)
+
+    def top_neighbours(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k partners of each feature by Jaccard index of firing: [d_sae, k] ids (-1 = none), scores."""
+        self.flush()
+        a, b = self.keys // self.d_sae, self.keys % self.d_sae
+        both = self.counts.double()
+        jac = both / (self.fires[a] + self.fires[b] - self.counts).double()
+        src = torch.cat([a, b])
+        dst = torch.cat([b, a])
+        score = torch.cat([jac, jac])
+        order = sort_by_group_then(src, score, descending=True)
+        src, dst, score = src[order], dst[order], score[order]
+        rank = rank_within_groups(src)
+        keep = rank < k
+        ids = torch.full((self.d_sae, k), -1, dtype=torch.long)
+        scores = torch.zeros((self.d_sae, k))
+        ids[src[keep], rank[keep]] = dst[keep]
+        scores[src[keep], rank[keep]] = score[keep].float()
+        return ids, scores

@@ -1,0 +1,91 @@
+"""The index's DuckDB layout and its writer. Only this module and backend/store.py speak SQL.
+
+Rows are ordered by feature id so a point lookup touches one small block. The file is
+written under a temporary name and renamed at the end: a failed build leaves the previous
+index as it was and no half-written file behind."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+DDL = """
+CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+"""
+
+# Tables are created from Arrow tables (CREATE TABLE AS ... ORDER BY); their columns are:
+FEATURE_COLUMNS = (
+    "feature_id",
+    "label",
+    "top_token",
+    "dead",
+    "fire_count",
+    "density",
+    "max_act",
+    "mean_act",
+    "hist_bound",
+    "hist_counts",
+    "logit_pos_ids",
+    "logit_pos_values",
+    "logit_neg_ids",
+    "logit_neg_values",
+    "logit_hist_counts",
+    "logit_hist_lo",
+    "logit_hist_hi",
+    "cos_ids",
+    "cos_values",
+    "coact_ids",
+    "coact_values",
+    "umap_x",
+    "umap_y",
+    "cluster",
+)
+EXAMPLE_COLUMNS = (
+    "feature_id",
+    "kind",
+    "interval_idx",
+    "rank",
+    "value",
+    "row_id",
+    "pos",
+    "center",
+    "token_ids",
+    "acts",
+)
+
+
+@contextmanager
+def atomic_index_file(out: Path):
+    """Yield a DuckDB connection to a temporary file; rename it to `out` only on success."""
+    import duckdb
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute(DDL)
+        yield con
+        con.execute("CHECKPOINT")
+        con.close()
+        os.replace(tmp, out)
+    except BaseException:
+        con.close()
+        tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.wal").unlink(missing_ok=True)
+        raise
+
+
+def write_table(con, name: str, arrow_table, order_by: str) -> None:
+    con.register("_incoming", arrow_table)
+    con.execute(f"CREATE TABLE {name} AS SELECT * FROM _incoming ORDER BY {order_by}")
+    con.unregister("_incoming")
+
+
+def write_meta(con, meta: dict) -> None:
+    rows = [(k, json.dumps(v)) for k, v in {**meta, "schema_version": SCHEMA_VERSION}.items()]
+    con.executemany("INSERT INTO meta VALUES (?, ?)", rows)

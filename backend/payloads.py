@@ -1,0 +1,142 @@
+"""Typed payloads the query layer returns and the pages render. They are the contract
+between backend/store.py and pages/: a page never sees a row, a tuple or SQL."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class IndexInfo(BaseModel):
+    path: str
+    source: str
+    model: str
+    hook: str
+    d_model: int
+    d_sae: int
+    dataset: str
+    tokens_processed: int
+    tokens_counted: int = Field(description="tokens that count for statistics (special tokens excluded)")
+    context_size: int
+    alive_features: int
+    dead_features: int
+    logits_through_final_ln: bool
+    built_at: str
+    build_seconds: float
+    schema_version: int
+
+
+class FeatureRow(BaseModel):
+    """One line of the feature table."""
+
+    feature_id: int
+    label: str
+    top_token: str
+    density: float
+    max_act: float
+    mean_act: float
+    dead: bool
+    cluster: int
+
+
+class FeatureQuery(BaseModel):
+    """Filters and order for the feature table; every field travels in the URL."""
+
+    search: str = ""
+    min_density: float = 0.0
+    max_density: float = 1.0
+    hide_dead: bool = True
+    sort: str = Field("feature_id", pattern="^(feature_id|density|max_act|mean_act|label|top_token)$")
+    descending: bool = False
+    limit: int = Field(200, ge=1, le=5000)
+    offset: int = Field(0, ge=0)
+
+
+class FeatureTable(BaseModel):
+    total: int
+    rows: list[FeatureRow]
+
+
+class TokenCell(BaseModel):
+    text: str  # decoded for display (multi-byte characters complete on their last token)
+    token_id: int
+    act: float
+
+
+class Example(BaseModel):
+    value: float
+    row_id: int
+    pos: int
+    center: int = Field(description="index in `tokens` of the token the example is about")
+    tokens: list[TokenCell]
+    interval: int | None = None
+
+
+class IntervalGroup(BaseModel):
+    index: int
+    lo: float
+    hi: float
+    activations_in_interval: int
+    examples: list[Example]
+
+
+class Histogram(BaseModel):
+    lo: float
+    hi: float
+    counts: list[int]
+
+    @property
+    def edges(self) -> list[float]:
+        width = (self.hi - self.lo) / max(len(self.counts), 1)
+        return [self.lo + i * width for i in range(len(self.counts) + 1)]
+
+
+class LogitEntry(BaseModel):
+    token: str
+    token_id: int
+    value: float
+
+
+class Neighbour(BaseModel):
+    feature_id: int
+    score: float
+    label: str
+
+
+class FeaturePage(BaseModel):
+    """Everything the feature page shows, in one call."""
+
+    row: FeatureRow
+    fire_count: int
+    top_examples: list[Example]
+    intervals: list[IntervalGroup]
+    activation_hist: Histogram
+    logit_pos: list[LogitEntry]
+    logit_neg: list[LogitEntry]
+    logit_hist: Histogram
+    logits_through_final_ln: bool
+    cosine_neighbours: list[Neighbour]
+    coactivation_neighbours: list[Neighbour]
+    umap_x: float
+    umap_y: float
+    d_sae: int
+
+    def summary(self) -> str:
+        r = self.row
+        tops = ", ".join(repr(e.token) for e in self.logit_pos[:5])
+        return (
+            f"feature {r.feature_id} [{r.label}]  density {r.density:.3g}  max {r.max_act:.3g}  "
+            f"mean {r.mean_act:.3g}{'  DEAD' if r.dead else ''}\n  promotes: {tops}\n"
+            f"  top example: {''.join(t.text for t in self.top_examples[0].tokens) if self.top_examples else '-'}"
+        )
+
+
+class MapPoints(BaseModel):
+    """Column lists (not a list of objects) so 131k points stay cheap to move and plot."""
+
+    feature_id: list[int]
+    x: list[float]
+    y: list[float]
+    cluster: list[int]
+    density: list[float]
+    label: list[str]
+    dead: list[bool]

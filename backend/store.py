@@ -1,0 +1,271 @@
+"""The query layer: every SQL statement the UI and services run against an index lives here.
+
+An `IndexStore` opens one index read-only, keeps the vocabulary in memory, and returns the
+typed payloads of backend/payloads.py. It also implements the inference engine's
+`FeatureStats` protocol (max activation and density per feature)."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from pathlib import Path
+
+from backend.errors import NotFoundError, UserError
+from backend.payloads import (
+    Example,
+    FeaturePage,
+    FeatureQuery,
+    FeatureRow,
+    FeatureTable,
+    Histogram,
+    IndexInfo,
+    IntervalGroup,
+    LogitEntry,
+    MapPoints,
+    Neighbour,
+    TokenCell,
+)
+from backend.tokens import display_pieces
+
+_ROW_COLUMNS = "feature_id, label, top_token, density, max_act, mean_act, dead, cluster"
+
+
+class IndexStore:
+    def __init__(self, path: Path, con):
+        self.path = path
+        self._con = con
+        self._local = threading.local()
+        self.meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()}
+        self.vocab: list[bytes] = [
+            bytes(b) for (b,) in con.execute("SELECT token_bytes FROM vocab ORDER BY token_id").fetchall()
+        ]
+        self.d_sae = int(self.meta["d_sae"])
+        self._n_hist_bins = self.meta["config"]["n_hist_bins"]
+        self._n_intervals = self.meta["config"]["n_intervals"]
+
+    @classmethod
+    def open(cls, path: str | Path) -> IndexStore:
+        import duckdb
+
+        path = Path(path)
+        if not path.exists():
+            raise NotFoundError(f"No index at {path}; build one with 'python -m backend index --out {path}'.")
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+            con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except duckdb.Error as exc:
+            raise UserError(f"{path} is not a feature index this version can read ({type(exc).__name__}).") from exc
+        return cls(path, con)
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> IndexStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _cursor(self):
+        """DuckDB connections are not shared between threads; each thread gets its own cursor."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._local.cursor = self._con.cursor()
+        return cur
+
+    def _check_id(self, feature_id: int) -> int:
+        if not isinstance(feature_id, int) or not 0 <= feature_id < self.d_sae:
+            raise NotFoundError(f"Feature {feature_id} does not exist; this index has features 0 to {self.d_sae - 1}.")
+        return feature_id
+
+    # ---- index-level -------------------------------------------------------------------
+    def info(self) -> IndexInfo:
+        dead = self._cursor().execute("SELECT count(*) FROM features WHERE dead").fetchone()[0]
+        m = self.meta
+        return IndexInfo(
+            path=str(self.path),
+            source=m["source"],
+            model=m["model"],
+            hook=m["hook"],
+            d_model=m["d_model"],
+            d_sae=m["d_sae"],
+            dataset=m["dataset"],
+            tokens_processed=m["tokens_processed"],
+            tokens_counted=m["tokens_counted"],
+            context_size=m["context_size"],
+            alive_features=self.d_sae - dead,
+            dead_features=dead,
+            logits_through_final_ln=m["logits_through_final_ln"],
+            built_at=m["built_at"],
+            build_seconds=m["build_seconds_total"],
+            schema_version=m["schema_version"],
+        )
+
+    def token_text(self, token_id: int) -> str:
+        return display_pieces([token_id], self.vocab)[0] if 0 <= token_id < len(self.vocab) else ""
+
+    # ---- feature table -----------------------------------------------------------------
+    def list_features(self, query: FeatureQuery) -> FeatureTable:
+        where, params = ["density BETWEEN ? AND ?"], [query.min_density, query.max_density]
+        if query.hide_dead:
+            where.append("NOT dead")
+        if query.search.strip():
+            text = query.search.strip()
+            if text.isdigit():
+                where.append("(feature_id = ? OR label ILIKE ? OR top_token ILIKE ?)")
+                params += [int(text), f"%{text}%", f"%{text}%"]
+            else:
+                where.append("(label ILIKE ? OR top_token ILIKE ?)")
+                params += [f"%{text}%", f"%{text}%"]
+        clause = " AND ".join(where)
+        order = f"{query.sort} {'DESC' if query.descending else 'ASC'}, feature_id"  # sort is pattern-checked
+        cur = self._cursor()
+        total = cur.execute(f"SELECT count(*) FROM features WHERE {clause}", params).fetchone()[0]
+        rows = cur.execute(
+            f"SELECT {_ROW_COLUMNS} FROM features WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, query.limit, query.offset],
+        ).fetchall()
+        return FeatureTable(total=total, rows=[_row(r) for r in rows])
+
+    def search(self, text: str, limit: int = 20) -> list[FeatureRow]:
+        return self.list_features(FeatureQuery(search=text, limit=limit, sort="max_act", descending=True)).rows
+
+    def random_feature_id(self, seed: int | None = None) -> int:
+        ids = [r[0] for r in self._cursor().execute("SELECT feature_id FROM features WHERE NOT dead").fetchall()]
+        if not ids:
+            raise NotFoundError("This index has no live feature.")
+        return random.Random(seed).choice(ids)
+
+    def feature_rows(self, ids: list[int]) -> dict[int, FeatureRow]:
+        if not ids:
+            return {}
+        rows = (
+            self._cursor()
+            .execute(
+                f"SELECT {_ROW_COLUMNS} FROM features WHERE feature_id IN (SELECT unnest(?::INTEGER[]))", [list(ids)]
+            )
+            .fetchall()
+        )
+        return {r[0]: _row(r) for r in rows}
+
+    # ---- FeatureStats protocol (used by inference) --------------------------------------
+    def max_activation(self, ids: list[int]) -> dict[int, float]:
+        return {i: r.max_act for i, r in self.feature_rows(ids).items()}
+
+    def density(self, ids: list[int]) -> dict[int, float]:
+        return {i: r.density for i, r in self.feature_rows(ids).items()}
+
+    def all_densities(self) -> list[float]:
+        return [d for (d,) in self._cursor().execute("SELECT density FROM features ORDER BY feature_id").fetchall()]
+
+    # ---- one feature ---------------------------------------------------------------------
+    def feature_page(self, feature_id: int) -> FeaturePage:
+        self._check_id(feature_id)
+        cur = self._cursor()
+        f = cur.execute(
+            f"""SELECT {_ROW_COLUMNS}, fire_count, hist_bound, hist_counts, logit_pos_ids, logit_pos_values,
+                            logit_neg_ids, logit_neg_values, logit_hist_counts, logit_hist_lo, logit_hist_hi,
+                            cos_ids, cos_values, coact_ids, coact_values, umap_x, umap_y
+                            FROM features WHERE feature_id = ?""",
+            [feature_id],
+        ).fetchone()
+        row = _row(f[:8])
+        (
+            fire_count,
+            bound,
+            hist,
+            lp_ids,
+            lp_vals,
+            ln_ids,
+            ln_vals,
+            lh_counts,
+            lh_lo,
+            lh_hi,
+            cos_ids,
+            cos_vals,
+            co_ids,
+            co_vals,
+            ux,
+            uy,
+        ) = f[8:]
+        examples = cur.execute(
+            """SELECT kind, interval_idx, value, row_id, pos, center, token_ids, acts
+                                  FROM examples WHERE feature_id = ? ORDER BY kind DESC, interval_idx, rank""",
+            [feature_id],
+        ).fetchall()
+        top, by_interval = [], {}
+        for kind, interval, value, row_id, pos, center, token_ids, acts in examples:
+            ex = Example(
+                value=value,
+                row_id=row_id,
+                pos=pos,
+                center=center,
+                interval=interval,
+                tokens=[
+                    TokenCell(text=t, token_id=i, act=a)
+                    for t, i, a in zip(display_pieces(token_ids, self.vocab), token_ids, acts, strict=True)
+                ],
+            )
+            (top if kind == "top" else by_interval.setdefault(interval, [])).append(ex)
+        width = bound / self._n_intervals if bound else 0.0
+        per_interval = self._n_hist_bins // self._n_intervals
+        n_published = -(-len(hist) // per_interval) if hist else 0
+        intervals = [
+            IntervalGroup(
+                index=j,
+                lo=j * width,
+                hi=(j + 1) * width,
+                activations_in_interval=int(sum(hist[j * per_interval : (j + 1) * per_interval])),
+                examples=by_interval.get(j, []),
+            )
+            for j in range(n_published)
+        ]
+        hist_width = bound / self._n_hist_bins if bound else 0.0
+        labels = self.feature_rows(list(cos_ids) + list(co_ids))
+        return FeaturePage(
+            row=row,
+            fire_count=fire_count,
+            top_examples=top,
+            intervals=intervals[::-1],
+            activation_hist=Histogram(lo=0.0, hi=hist_width * len(hist), counts=list(hist)),
+            logit_pos=self._logits(lp_ids, lp_vals),
+            logit_neg=self._logits(ln_ids, ln_vals),
+            logit_hist=Histogram(lo=lh_lo, hi=lh_hi, counts=list(lh_counts)),
+            logits_through_final_ln=bool(self.meta["logits_through_final_ln"]),
+            cosine_neighbours=_neighbours(cos_ids, cos_vals, labels),
+            coactivation_neighbours=_neighbours(co_ids, co_vals, labels),
+            umap_x=ux,
+            umap_y=uy,
+            d_sae=self.d_sae,
+        )
+
+    def _logits(self, ids: list[int], values: list[float]) -> list[LogitEntry]:
+        return [LogitEntry(token=self.token_text(i), token_id=i, value=v) for i, v in zip(ids, values, strict=True)]
+
+    # ---- map -------------------------------------------------------------------------------
+    def map_points(self) -> MapPoints:
+        cols = (
+            self._cursor()
+            .execute("""SELECT list(feature_id ORDER BY feature_id), list(umap_x ORDER BY feature_id),
+                    list(umap_y ORDER BY feature_id), list(cluster ORDER BY feature_id),
+                    list(density ORDER BY feature_id), list(label ORDER BY feature_id), list(dead ORDER BY feature_id)
+                    FROM features""")
+            .fetchone()
+        )
+        return MapPoints(
+            feature_id=cols[0], x=cols[1], y=cols[2], cluster=cols[3], density=cols[4], label=cols[5], dead=cols[6]
+        )
+
+
+def _row(r) -> FeatureRow:
+    return FeatureRow(
+        feature_id=r[0], label=r[1], top_token=r[2], density=r[3], max_act=r[4], mean_act=r[5], dead=r[6], cluster=r[7]
+    )
+
+
+def _neighbours(ids: list[int], scores: list[float], rows: dict[int, FeatureRow]) -> list[Neighbour]:
+    return [
+        Neighbour(feature_id=i, score=s, label=rows[i].label if i in rows else "")
+        for i, s in zip(ids, scores, strict=True)
+    ]
