@@ -131,7 +131,7 @@ def test_interval_samples_are_members_and_fill_their_interval(brute):
             members = [g for g in got if g[0] == j]
             in_interval = int(((values > j * width) & (values <= (j + 1) * width)).sum())
             assert len(members) == min(CFG.per_interval, in_interval)
-            for _, value, row, pos, center, window_ids, window_acts in members:
+            for _, value, row, pos, center, window_ids, _window_acts in members:
                 assert value > 0
                 assert j * width < value <= (j + 1) * width * (1 + 1e-6)
                 assert acts[row, pos, f].item() == pytest.approx(value)

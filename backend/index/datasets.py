@@ -13,14 +13,15 @@ import torch
 from backend.errors import NotFoundError, UserError
 
 DEMO_HELDOUT = "demo-heldout"
+DEMO_TRAIN = "demo-train"  # the LM's training split: more tokens, for benchmarks at scale
 
 
 def dataset_texts(dataset: str | None) -> Iterator[str]:
     name = dataset or DEMO_HELDOUT
-    if name == DEMO_HELDOUT:
+    if name in (DEMO_HELDOUT, DEMO_TRAIN):
         from backend.demo.corpus import build_manifest, iter_texts
 
-        yield from iter_texts(build_manifest(), "heldout")
+        yield from iter_texts(build_manifest(), "heldout" if name == DEMO_HELDOUT else "train")
         return
     paths = [Path(p) for p in name.split(",")]
     if all(p.suffix in (".txt", ".jsonl", ".parquet") for p in paths):
