@@ -52,6 +52,9 @@ def display_pieces(ids: list[int], table: list[bytes]) -> list[str]:
     out = []
     for i in ids:
         out.append(decoder.decode(table[i]) if 0 <= i < len(table) else "")
+    tail = decoder.decode(b"", final=True)  # a sequence cut mid-character still shows its bytes
+    if out and tail:
+        out[-1] += tail
     return out
 
 

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 
 from backend.testing import TINY_TEXT, TinySourceDirs, build_tiny_source  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(1)  # tiny models gain nothing from threads; contention costs a lot
 
 TINY_INDEX_CONFIG = dict(tokens=6_000, batch_size=8, window_before=4, window_after=2, top_k=5, per_interval=3,
                          coact_rows_per_batch=3, progress=False, umap=True)

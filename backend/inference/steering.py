@@ -1,0 +1,92 @@
+"""Every edit the engine makes to the model lives here: one hook at the SAE's hook point that
+records the SAE encoding of chosen features and, when steering, edits the residual.
+
+Modes (strength s, decoder row W_dec[f], a_f the SAE's encoding of the unedited activation):
+- add:    x + s·W_dec[f]
+- clamp:  x + (s - a_f)·W_dec[f]   (swap a_f for s in the SAE's reconstruction of x)
+- ablate: clamp with s = 0
+Several features are applied in one matmul. Positions are masked per forward chunk, because with
+a KV cache each forward call sees only the new tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from backend.inference.schemas import SteerMode, SteerPositions
+
+
+@dataclass(frozen=True)
+class SteeringPlan:
+    feature_ids: list[int]
+    strengths: list[float]  # resolved, one per feature (0 for ablate)
+    mode: SteerMode
+    positions: SteerPositions
+    prompt_length: int
+
+    @property
+    def first_steered_position(self) -> int:
+        # "generated" starts at the last prompt token: its output is the first sampled token.
+        return 0 if self.positions == "all" else max(self.prompt_length - 1, 0)
+
+
+def steered_position_mask(token_ids: torch.Tensor, start_position: int, plan: SteeringPlan,
+                          special_ids: torch.Tensor) -> torch.Tensor:
+    """[batch, chunk] bool: which positions of a chunk starting at `start_position` get steered."""
+    positions = torch.arange(start_position, start_position + token_ids.shape[-1], device=token_ids.device)
+    in_range = (positions >= plan.first_steered_position).expand_as(token_ids)
+    # Special tokens (BOS above all) have activations the SAE never saw in training: leave them alone.
+    return in_range & ~torch.isin(token_ids, special_ids)
+
+
+def steering_coefficients(feature_acts: torch.Tensor, plan: SteeringPlan) -> torch.Tensor:
+    """[..., n_features] multipliers of W_dec[f] for each position, before masking."""
+    strengths = torch.tensor(plan.strengths, dtype=feature_acts.dtype, device=feature_acts.device)
+    if plan.mode == "add":
+        return strengths.expand_as(feature_acts)
+    return strengths - feature_acts  # clamp; ablate is clamp with strengths of 0
+
+
+@dataclass
+class SaeHook:
+    """TransformerLens forward hook at the SAE's hook point.
+
+    Call `prepare(chunk_tokens, start_position)` before each forward call; after the calls,
+    `recorded()` holds the encoding of `feature_ids` at every position seen, measured before the
+    steering edit (so it shows what the text evokes, not the edit itself).
+    """
+
+    sae: torch.nn.Module
+    feature_ids: list[int]
+    plan: SteeringPlan | None
+    special_ids: torch.Tensor
+    _mask: torch.Tensor | None = None
+    _chunks: list[torch.Tensor] = field(default_factory=list)
+    _decoder_rows: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        self._feature_index = torch.tensor(self.feature_ids, dtype=torch.long, device=self.special_ids.device)
+        if self.plan is not None:
+            self._decoder_rows = self.sae.W_dec[self._feature_index].detach()
+
+    def prepare(self, chunk_tokens: torch.Tensor, start_position: int) -> None:
+        self._mask = (steered_position_mask(chunk_tokens, start_position, self.plan, self.special_ids)
+                      if self.plan is not None else None)
+
+    def recorded(self) -> torch.Tensor:
+        """[batch, positions, n_features] activations, in position order."""
+        return torch.cat(self._chunks, dim=1)
+
+    def __call__(self, activation: torch.Tensor, hook=None) -> torch.Tensor:
+        flat = activation.reshape(*activation.shape[:2], -1)  # hook_z SAEs read heads concatenated
+        feature_acts = self.sae.encode(flat)[..., self._feature_index]
+        self._chunks.append(feature_acts.detach())
+        if self.plan is None:
+            return activation
+        if self._mask is None or self._mask.shape != flat.shape[:2]:
+            raise RuntimeError("SaeHook.prepare() must be called with each forward chunk before steering.")
+        coefficients = steering_coefficients(feature_acts, self.plan) * self._mask.unsqueeze(-1)
+        edited = flat + (coefficients.to(self._decoder_rows.dtype) @ self._decoder_rows).to(flat.dtype)
+        return edited.reshape(activation.shape)
