@@ -31,8 +31,8 @@ class DemoBuildConfig:
     sae_layer: int = 2  # hook blocks.{layer}.hook_resid_pre: the middle of 4 layers
     d_sae: int = 4096
     k: int = 32
-    sae_tokens: int = 12_000_000
-    eval_tokens: int = 600_000
+    sae_tokens: int = 8_000_000
+    eval_tokens: int = 520_000  # >= 500k held-out tokens
     seed: int = 0
 
 

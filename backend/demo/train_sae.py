@@ -73,11 +73,11 @@ def stage_sae(paths: DemoPaths, cfg, rows: dict, device: str) -> dict:
         train_batch_size_tokens=batch_tokens,
         store_batch_size_prompts=32,
         n_batches_in_buffer=512,
-        lr=4e-4,
-        lr_warm_up_steps=200,
+        lr=7e-4,
+        lr_warm_up_steps=100,
         lr_scheduler_name="cosineannealing",
         lr_decay_steps=steps // 5,
-        lr_end=4e-5,
+        lr_end=7e-5,
         dead_feature_window=500,
         feature_sampling_window=1000,
         device=device,
@@ -95,9 +95,7 @@ def stage_sae(paths: DemoPaths, cfg, rows: dict, device: str) -> dict:
         runner_cfg, override_model=model, override_dataset=_rows_dataset(rows["train"])
     ).run()
     sae.fold_W_dec_norm()  # keeps activations comparable across features
-    sae.save_inference_model(str(paths.sae_work)) if hasattr(sae, "save_inference_model") else sae.save_model(
-        str(paths.sae_work)
-    )
+    sae.save_inference_model(str(paths.sae_work))  # inference format: loads with SAE.load_from_disk
     result = SAETrainResult(hook, cfg.d_sae, cfg.k, cfg.sae_tokens, time.time() - start)
     result_file.write_text(json.dumps(asdict(result), indent=1))
     return asdict(result)
