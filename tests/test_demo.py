@@ -1,0 +1,89 @@
+"""The demo pipeline at tiny scale (never the real training), and the committed artifacts'
+promises: quality thresholds, size, provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from backend.demo.corpus import HELDOUT_PERCENT, build_manifest, split_of
+from backend.demo.lm import DemoLMConfig, build_model, load_model, save_model, tokenize_corpus
+from backend.demo.paths import ARTIFACTS_DIR
+from backend.demo.tokenizer import load_tokenizer, train_tokenizer
+from backend.demo.train_lm import LMTrainConfig, heldout_loss, train_lm
+from backend.testing import TINY_TEXT
+
+
+def test_corpus_manifest_is_deterministic_and_split_by_file():
+    a, b = build_manifest(), build_manifest()
+    assert a.digest == b.digest and len(a.files) > 500
+    assert [f.path for f in a.files] == sorted(f.path for f in a.files)
+    assert all(f.split == split_of(f.path) for f in a.files)
+    held = sum(f.split == "heldout" for f in a.files) / len(a.files)
+    assert abs(held - HELDOUT_PERCENT / 100) < 0.04
+    assert not any("site-packages" in f.path for f in a.files)
+
+
+def test_tokenizer_round_trip_from_folder(tmp_path):
+    train_tokenizer(TINY_TEXT * 10, 300, tmp_path / "tok")
+    tok = load_tokenizer(tmp_path / "tok")
+    assert tok.bos_token == "<|endoftext|>" and tok.bos_token_id == 0
+    text = "def add(a, b):\n    return a + b  # café\n"
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_rows_start_with_bos(tmp_path):
+    train_tokenizer(TINY_TEXT * 10, 300, tmp_path / "tok")
+    tok = load_tokenizer(tmp_path / "tok")
+    rows = tokenize_corpus(TINY_TEXT * 5, tok, 16)
+    assert rows.shape[1] == 16 and (rows[:, 0] == tok.bos_token_id).all()
+
+
+def test_training_loop_learns_and_saves(tmp_path):
+    torch.manual_seed(0)
+    train_tokenizer(TINY_TEXT * 10, 300, tmp_path / "tok")
+    tok = load_tokenizer(tmp_path / "tok")
+    cfg = DemoLMConfig(n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=16, d_vocab=len(tok))
+    model = build_model(cfg, tok)
+    rows = tokenize_corpus(TINY_TEXT * 20, tok, 16)
+    before = heldout_loss(model, rows[:16])
+    result = train_lm(model, rows, rows[:16], LMTrainConfig(tokens=60 * 8 * 16, batch_rows=8, warmup_steps=5,
+                                                            lr=1e-2, eval_rows=16))
+    assert result.heldout_loss < before - 1.0
+    save_model(model, cfg, tmp_path / "lm")
+    again = load_model(tmp_path / "lm", tok)
+    assert heldout_loss(again, rows[:16]) == pytest.approx(result.heldout_loss, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def metrics() -> dict:
+    path = ARTIFACTS_DIR / "metrics.json"
+    assert path.exists(), "the demo artifacts must be committed (python -m backend train-demo)"
+    return json.loads(path.read_text())
+
+
+def test_committed_sae_meets_quality_bar(metrics):
+    ev = metrics["eval"]
+    assert ev["heldout_tokens_evaluated"] >= 500_000
+    assert ev["explained_variance"] >= 0.80
+    assert ev["ce_loss_score"] >= 0.85
+    assert ev["dead_feature_fraction"] <= 0.10
+    assert metrics["config"]["d_sae"] >= 4096
+
+
+def test_committed_artifacts_are_complete_and_small(metrics):
+    for rel in ("tokenizer/tokenizer.json", "lm/config.json", "lm/model.safetensors", "sae/cfg.json",
+                "sae/sae_weights.safetensors", "corpus_manifest.json"):
+        assert (ARTIFACTS_DIR / rel).exists(), rel
+    size = sum(p.stat().st_size for p in ARTIFACTS_DIR.rglob("*") if p.is_file())
+    assert size <= 60 * 2**20
+    manifest = json.loads((ARTIFACTS_DIR / "corpus_manifest.json").read_text())
+    assert manifest["digest"] == metrics["manifest_digest"]
+    for key in ("torch", "sae_lens"):
+        assert metrics["versions"][key]
+    cfg = json.loads((ARTIFACTS_DIR / "lm" / "config.json").read_text())
+    assert cfg["n_layers"] >= 4 and cfg["d_model"] >= 256 and cfg["n_ctx"] >= 128 and cfg["d_mlp"] > 0
+    assert Path(ARTIFACTS_DIR / "tokenizer").is_dir()
