@@ -106,24 +106,30 @@ class ExampleSet:
 def _scatter_examples(
     batch: SparseBatch,
     sel: torch.Tensor,
-    slot: torch.Tensor,
+    index: tuple[torch.Tensor, ...],
     shape: tuple[int, ...],
     tokens: torch.Tensor,
     acts: torch.Tensor,
     before: int,
     after: int,
-    extra_slot_dims: torch.Tensor | None = None,
 ) -> ExampleSet:
-    """Place selected sparse entries into an empty ExampleSet at [feature, (group,) slot]."""
+    """Place selected sparse entries (with their windows) into an empty ExampleSet at `index`."""
     out = ExampleSet.empty(shape, before + after + 1)
     tok_w, act_w = batch.windows(tokens, acts, sel, before, after)
-    index = (batch.feat[sel],) + ((extra_slot_dims,) if extra_slot_dims is not None else ()) + (slot,)
     out.value[index] = batch.val[sel]
     out.row[index] = batch.rows[sel] + batch.row_offset
     out.pos[index] = batch.pos[sel]
     out.tokens[index] = tok_w
     out.acts[index] = act_w
     return out
+
+
+def _touched(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct features among `features`, and each entry's row in that short list.
+
+    Merging only these rows keeps the per-batch cost proportional to what changed."""
+    touched, slot_row = torch.unique(features, return_inverse=True)
+    return touched, slot_row
 
 
 class TopExamples:
@@ -155,14 +161,22 @@ class TopExamples:
 
     def update(self, batch: SparseBatch, tokens: torch.Tensor, acts: torch.Tensor) -> None:
         cand = self.peaks(batch)
+        floor = self.examples.value[:, -1]  # slots are kept sorted, so this is the k-th best so far
+        cand = cand[batch.val[cand] > floor[batch.feat[cand]]]
+        if cand.numel() == 0:
+            return
         order = sort_by_group_then(batch.feat[cand], batch.val[cand], descending=True)
         cand = cand[order]
         rank = rank_within_groups(batch.feat[cand])
         cand, rank = cand[rank < self.k], rank[rank < self.k]
-        fresh = _scatter_examples(batch, cand, rank, self.examples.value.shape, tokens, acts, self.before, self.after)
-        merged = ExampleSet.cat(self.examples, fresh, dim=1)
+        touched, row = _touched(batch.feat[cand])
+        fresh = _scatter_examples(batch, cand, (row, rank), (len(touched), self.k), tokens, acts, self.before,
+                                  self.after)
+        current = self.examples.take(touched.view(-1, 1).expand(-1, self.k), dim=0)
+        merged = ExampleSet.cat(current, fresh, dim=1)
         best = merged.value.topk(self.k, dim=1).indices
-        self.examples = merged.take(best, dim=1)
+        for target, part in zip(self.examples.fields(), merged.take(best, dim=1).fields(), strict=True):
+            target[touched] = part
 
 
 class IntervalSamples:
@@ -197,19 +211,26 @@ class IntervalSamples:
         key = torch.rand(len(batch.val), generator=self.generator)
         group = bin_of(batch.val, bound[batch.feat], self.n_groups)
         cell = batch.feat * self.n_groups + group
-        order = sort_by_group_then(cell, key, descending=False)
+        ceiling = self.priority.view(-1, self.per_group).amax(dim=1)  # inf while a cell has room
+        entering = (key < ceiling[cell]).nonzero().squeeze(1)
+        if entering.numel() == 0:
+            return
+        order = entering[sort_by_group_then(cell[entering], key[entering], descending=False)]
         rank = rank_within_groups(cell[order])
         sel, rank = order[rank < self.per_group], rank[rank < self.per_group]
-        shape = self.priority.shape
-        fresh = _scatter_examples(
-            batch, sel, rank, shape, tokens, acts, self.before, self.after, extra_slot_dims=group[sel]
-        )
+        touched, row = _touched(batch.feat[sel])
+        shape = (len(touched), self.n_groups, self.per_group)
+        fresh = _scatter_examples(batch, sel, (row, group[sel], rank), shape, tokens, acts, self.before, self.after)
         fresh_pri = torch.full(shape, float("inf"))
-        fresh_pri[batch.feat[sel], group[sel], rank] = key[sel]
-        pri = torch.cat([self.priority, fresh_pri], dim=2)
+        fresh_pri[row, group[sel], rank] = key[sel]
+        pri = torch.cat([self.priority[touched], fresh_pri], dim=2)
         keep = pri.topk(self.per_group, dim=2, largest=False).indices
-        self.priority = torch.gather(pri, 2, keep)
-        self.examples = ExampleSet.cat(self.examples, fresh, dim=2).take(keep, dim=2)
+        self.priority[touched] = torch.gather(pri, 2, keep)
+        index = touched.view(-1, 1, 1).expand(shape)
+        current = self.examples.take(index, dim=0)
+        merged = ExampleSet.cat(current, fresh, dim=2).take(keep, dim=2)
+        for target, part in zip(self.examples.fields(), merged.fields(), strict=True):
+            target[touched] = part
 
 
 class CoActivation:
