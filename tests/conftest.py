@@ -35,6 +35,22 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def source(tiny_dirs):
+    """The tiny source, loaded once per process like the app does."""
+    from backend.sources import load_source
+
+    return load_source(tiny_dirs.spec)
+
+
+@pytest.fixture(scope="session")
+def engine(source):
+    """The in-process inference engine on the tiny source (no index: explicit strengths)."""
+    from backend.inference.engine import LocalInference
+
+    return LocalInference(source)
+
+
+@pytest.fixture(scope="session")
 def tiny_index(tiny_dirs, tiny_dataset, tmp_path_factory) -> Path:
     from backend.index.build import IndexConfig, build_index
     from backend.sources import SourceSpec

@@ -17,28 +17,8 @@ from backend.inference.schemas import (
     TokenizeRequest,
     TraceRequest,
 )
-from backend.sources import load_source
 
 PROMPT = "def add(a, b):\n    return a + b\n"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two threads on a busy 2-core machine make tiny matmuls ~40x slower; one is plenty here.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def source(tiny_dirs):
-    return load_source(tiny_dirs.spec)
-
-
-@pytest.fixture(scope="module")
-def engine(source):
-    return LocalInference(source)
 
 
 @pytest.fixture(scope="module")

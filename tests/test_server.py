@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 
 from backend.errors import NotFoundError, UserError
 from backend.inference import Inference, get_inference
@@ -35,20 +34,6 @@ from backend.sources import SourceSpec, load_source
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "a-test-token-of-32-characters-xx"
 PROMPTS = ["def add(a, b):\n    return a + b", "import os\nprint(os.path)", "x = [1, 2, 3]", "café 你好"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two threads on a busy 2-core machine make tiny matmuls ~40x slower; one is plenty here.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_dirs):
-    return LocalInference(load_source(tiny_dirs.spec))
 
 
 @pytest.fixture(scope="module")

@@ -13,28 +13,8 @@ from backend.inference.errors import InferenceTimeoutError
 from backend.inference.generation import SamplingSettings, choose_next_token, generate
 from backend.inference.schemas import InferenceLimits, SteerFeature, SteerMode, SteerPositions, SteerRequest
 from backend.inference.steering import SaeHook, SteeringPlan
-from backend.sources import load_source
 
 PROMPT = "for i in range(10):\n    print(i)"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two threads on a busy 2-core machine make tiny matmuls ~40x slower; one is plenty here.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def source(tiny_dirs):
-    return load_source(tiny_dirs.spec)
-
-
-@pytest.fixture(scope="module")
-def engine(source):
-    return LocalInference(source)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,201 @@
+"""The dashboard in a real headless Chromium: a `streamlit run app.py` server on the tiny index, driven by
+Playwright. Every page opens; a map point clicks through to its feature page; a trace and a steer run;
+a copied steering link opened in a fresh browser gives the same steered text. Screenshots go to
+test-artifacts/e2e/ (git-ignored)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+STEER_PROMPT = "def add(a, b):"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_health(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"streamlit did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_index, tmp_path_factory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("e2e_index")
+    index = folder / "tiny.duckdb"
+    shutil.copy(tiny_index, index)  # its own team store beside it
+    port = _free_port()
+    log = folder / "streamlit.log"
+    env = {**os.environ, "SAE_EXPLORER_INDEX": str(index), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+             str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_health(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Chromium is not installed, so the browser tests cannot run: './run.sh test' installs "
+                    "Debian's chromium (or run 'apt-get install -y chromium' as root).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture()
+def page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    yield context.new_page()
+    context.close()
+
+
+def settle(page, timeout: float = 60) -> None:
+    """Wait until the script run is over: no running indicator and no spinner for a full second."""
+    page.get_by_text("SAE feature explorer").first.wait_for(timeout=timeout * 1000)  # the page script has started
+    time.sleep(0.3)
+    quiet, deadline = 0, time.monotonic() + timeout
+    while quiet < 5:
+        busy = page.locator("[data-testid='stStatusWidgetRunningIcon'], [data-testid='stSpinner']").count()
+        quiet = 0 if busy else quiet + 1
+        assert time.monotonic() < deadline, "the page kept running"
+        time.sleep(0.2)
+    exceptions = page.locator("[data-testid='stException']")
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+
+
+def shoot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def steered_texts(page) -> list[str]:
+    return page.locator("div.strip.wrap").all_inner_texts()
+
+
+@pytest.mark.parametrize(
+    ("path", "expect"),
+    [
+        ("", "Features"),
+        ("feature?id=3", "Max activation"),
+        ("map", "Feature map"),
+        ("trace", "Trace a prompt"),
+        ("steer", "Steer"),
+        ("lists", "Lists"),
+    ],
+)
+def test_every_page_opens(server, page, path, expect):
+    page.goto(f"{server}/{path}")
+    settle(page)
+    assert page.get_by_text(expect, exact=True).first.is_visible()
+    shoot(page, f"page-{path.split('?')[0] or 'features'}")
+
+
+def test_clicking_a_map_point_opens_its_feature_page(server, page):
+    page.goto(f"{server}/map")
+    settle(page)
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    point = page.evaluate(
+        """() => {
+            const gd = document.querySelector('.js-plotly-plot');
+            const layout = gd._fullLayout, trace = gd._fullData[0], box = gd.getBoundingClientRect();
+            const i = Math.floor(trace.x.length / 2);
+            return {x: box.left + layout.xaxis._offset + layout.xaxis.l2p(trace.x[i]),
+                    y: box.top + layout.yaxis._offset + layout.yaxis.l2p(trace.y[i]),
+                    id: trace.customdata[i][0]};
+        }"""
+    )
+    page.mouse.move(point["x"], point["y"])
+    time.sleep(0.3)
+    page.mouse.click(point["x"], point["y"])
+    page.locator("p.feature-title").wait_for(timeout=30_000)
+    settle(page)
+    assert page.locator("p.feature-title").inner_text().startswith(f"#{point['id']}")
+    assert f"/feature?id={point['id']}" in page.url
+    shoot(page, "map-click-feature")
+
+
+def test_trace_runs_from_the_prompt_box(server, page):
+    page.goto(f"{server}/trace")
+    settle(page)
+    page.get_by_label("Prompt").fill("for i in range(10):\n    print(i)")
+    page.get_by_role("button", name="Trace").click()
+    settle(page, timeout=90)
+    assert "prompt=for+i+in+range" in page.url
+    assert page.get_by_text("Next-token prediction", exact=True).is_visible()
+    assert page.locator("div.strip.wrap span.tok").count() > 5
+    shoot(page, "trace")
+
+
+def test_a_shared_steering_link_gives_the_same_text_in_a_fresh_browser(server, page, browser):
+    page.goto(f"{server}/steer?f=3:6,7")
+    settle(page)
+    page.get_by_label("Prompt").fill(STEER_PROMPT)
+    page.get_by_label("Seed").fill("7")
+    page.get_by_label("New tokens").fill("12")  # the tiny model's context is 32 tokens
+    page.get_by_role("button", name="Steer").click()
+    settle(page, timeout=90)
+    first = steered_texts(page)
+    alerts = page.locator("[data-testid='stAlert']").all_inner_texts()
+    assert len(first) == 4 and first[3].strip(), alerts  # default and steered, each after the faint prompt
+    shoot(page, "steer")
+
+    page.get_by_role("button", name="Copy link").click()
+    link = page.locator("[data-testid='stCode'] code").first.inner_text().strip()
+    assert link.startswith(f"{server}/steer?") and "seed=7" in link and "n=12" in link and "f=3%3A6%2C7" in link
+
+    fresh = browser.new_context(viewport={"width": 1440, "height": 1000})
+    try:
+        other = fresh.new_page()
+        other.goto(link)
+        other.locator("div.strip.wrap").nth(3).wait_for(timeout=90_000)
+        settle(other, timeout=90)
+        assert steered_texts(other) == first
+        shoot(other, "steer-shared-link")
+    finally:
+        fresh.close()

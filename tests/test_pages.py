@@ -1,0 +1,273 @@
+"""Every page under Streamlit's AppTest, on the real tiny index and the real tiny model: it renders, the URL
+restores its state, bad URLs give a sentence instead of a traceback, hostile text is escaped, and the
+feature page is fast."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from backend.payloads import FeatureQuery
+from backend.store import IndexStore
+from backend.team import TeamStore
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+HOSTILE_PROMPT = '<script>"><img onerror=x>'  # short enough for the tiny model's 32-token context
+RAW_TAGS = ("<script", "<img")
+
+
+@pytest.fixture()
+def index(tiny_index, tmp_path, monkeypatch) -> Path:
+    """A private copy of the tiny index, so each test starts with an empty team store beside it."""
+    copy = tmp_path / "tiny.duckdb"
+    shutil.copy(tiny_index, copy)
+    monkeypatch.setenv("SAE_EXPLORER_INDEX", str(copy))
+    return copy
+
+
+def open_page(page: str, **params: object) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.run()  # the first run registers the pages, so switch_page can find them
+    at.switch_page(page)
+    for key, value in params.items():
+        at.query_params[key] = str(value)
+    return at.run()
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def rendered(at: AppTest) -> str:
+    """Every piece of text a page hands the browser as Markdown or HTML."""
+    parts = [e.value for kind in ("markdown", "caption", "html", "page_link", "error", "warning", "info", "subheader")
+             for e in at.get(kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def share_link(at: AppTest) -> dict[str, list[str]]:
+    """The query of the URL in the page's "copy link" box."""
+    (code,) = [c.value for c in at.get("code") if c.value.startswith("http")]
+    return parse_qs(urlsplit(code).query)
+
+
+def widget(elements, label: str):
+    return next(e for e in elements if e.label == label)
+
+
+# ---- every page renders ---------------------------------------------------------------------------------
+
+def test_features_page_lists_live_features_and_restores_filters(index):
+    at = open_page("pages/features.py", q="", sort="max_act", desc="1", dmin="0.01")
+    assert_clean(at)
+    frame = at.dataframe[0].value
+    store = IndexStore.open(index)
+    live = [r for r in store.list_features(FeatureQuery(limit=5000)).rows if r.density >= 0.01]
+    assert len(frame) == len(live) > 0
+    assert list(frame["max act"]) == sorted(frame["max act"], reverse=True)
+    assert at.selectbox(key="features.sort").value == "max_act" and at.toggle(key="features.desc").value is True
+    assert at.number_input(key="features.dmin").value == pytest.approx(0.01)
+    assert share_link(at)["sort"] == ["max_act"]
+
+    at.text_input(key="features.q").input(str(live[0].feature_id)).run()  # typing writes the URL
+    assert at.query_params["q"] == str(live[0].feature_id)
+    assert live[0].feature_id in list(at.dataframe[0].value["id"])
+
+
+def test_feature_page_shows_every_panel(index):
+    store = IndexStore.open(index)
+    fid = store.random_feature_id(seed=1)
+    page = store.feature_page(fid)
+    at = open_page("pages/feature.py", id=fid)
+    assert_clean(at)
+    html = rendered(at)
+    assert f'<span class="fid">#{fid}</span>' in html
+    assert [m.label for m in at.metric] == ["Density", "Max activation", "Mean activation", "Fires on", "Cluster"]
+    assert html.count('class="ex-row"') >= len(page.top_examples)
+    assert f"{page.intervals[0].activations_in_interval:,} activations in this range" in html
+    assert "through the final layer norm" in html
+    assert len(at.get("plotly_chart")) == 2
+    assert any(f"#{page.cosine_neighbours[0].feature_id}" in link.value for link in at.get("page_link"))
+    assert share_link(at)["id"] == [str(fid)]
+
+
+def test_feature_page_try_it_runs_the_model_on_the_text(index):
+    at = open_page("pages/feature.py", id=3, text="def add(a, b):\n    return a + b")
+    assert_clean(at)
+    assert at.text_area(key="feature.text").value == "def add(a, b):\n    return a + b"
+    strip = next(h.value for h in at.get("html") if 'class="strip wrap"' in h.value)
+    assert strip.count('class="tok') >= 10 and "Fires on" in rendered(at)
+
+
+def test_map_page_renders_a_webgl_scatter_of_every_live_feature(index):
+    at = open_page("pages/map.py", q="a", color="search")
+    assert_clean(at)
+    chart = at.get("plotly_chart")[0]
+    assert '"type":"scattergl"' in chart.proto.spec.replace(" ", "")
+    assert at.text_input(key="map.q").value == "a" and "features match" in rendered(at)
+
+
+def test_trace_page_restores_prompt_token_and_filters(index):
+    at = open_page("pages/trace.py", prompt="for i in range(10):\n    print(i)", pos=3, density="0.5", n=7)
+    assert_clean(at)
+    assert at.text_area(key="trace.prompt").value.startswith("for i in range")
+    assert at.number_input(key="trace.n").value == 7 and at.number_input(key="trace.density").value == 0.5
+    assert any(m.value.startswith("**Features at token 3**") for m in at.markdown)
+    tables = at.dataframe
+    assert len(tables) == 3 and all(len(t.value) <= 7 for t in tables[1:])
+    assert all(d is None or d <= 0.5 for d in tables[1].value["density"])
+    assert "the model predicts" in rendered(at)
+
+
+def test_steer_page_restores_a_shared_link_and_gives_the_same_text(index):
+    params = dict(prompt="def add(a, b):", f="3:6,7", mode="add", at="all", n=10, temp="0.8", seed=5)
+    first = open_page("pages/steer.py", **params)
+    assert_clean(first)
+    editor = first.get("arrow_data_frame")[0].value if first.get("arrow_data_frame") else None
+    assert first.segmented_control(key="steer.mode").value == "add"
+    assert first.number_input(key="steer.n").value == 10 and first.number_input(key="steer.seed").value == 5
+    steered = [h.value for h in first.get("html") if 'class="strip wrap"' in h.value]
+    assert len(steered) == 2
+    link = share_link(first)
+    assert link["f"] == ["3:6,7"] and link["temp"] == ["0.8"]
+
+    again = open_page("pages/steer.py", **{k: v[0] for k, v in link.items()})  # a fresh session opens the link
+    assert_clean(again)
+    assert [h.value for h in again.get("html") if 'class="strip wrap"' in h.value] == steered
+    assert editor is None or len(editor) == 2
+
+
+def test_lists_page_shows_lists_from_the_team_store(index):
+    team = TeamStore.for_index(index)
+    listed = team.create_list("brackets")
+    team.add_to_list(listed.list_id, 4, "opens a call")
+    at = open_page("pages/lists.py", list=listed.list_id)
+    assert_clean(at)
+    assert at.radio(key="lists.list").value == listed.list_id
+    notes = at.get("arrow_data_frame")[0].value if at.get("arrow_data_frame") else at.dataframe[0].value
+    assert list(notes["note"]) == ["opens a call"]
+    assert [b.label for b in at.get("download_button")] == ["Export CSV", "Export JSON"]
+
+
+def test_labels_and_lists_are_saved_from_the_feature_page(index):
+    at = open_page("pages/feature.py", id=6)
+    widget(at.text_input, "Label (shared with the team; overrides the automatic label everywhere)").input("colons")
+    widget(at.button, "Save").click().run()
+    assert_clean(at)
+    team = TeamStore.for_index(index)
+    assert team.get_labels([6])[6].text == "colons"
+    assert '#6</span>colons<span class="label-source">team label' in rendered(at)
+
+    widget(at.text_input, "Name for a new list").input("punctuation")
+    widget(at.text_area, "Note").input("ends a def line")
+    next(b for b in at.button if b.label == "Save" and b.proto.is_form_submitter and "add_to_list" in b.form_id) \
+        .click().run()
+    assert_clean(at)
+    (saved,) = team.lists()
+    assert saved.name == "punctuation" and team.list_items(saved.list_id)[0].note == "ends a def line"
+
+    table = open_page("pages/features.py", q="colons")
+    assert "✎ colons" in list(table.dataframe[0].value["label"])
+
+
+# ---- bad links ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("page", "params", "message"),
+    [
+        ("pages/feature.py", {"id": "abc"}, "must be a whole number"),
+        ("pages/feature.py", {"id": "99999"}, "Feature 99999 does not exist"),
+        ("pages/feature.py", {"id": "-4"}, "does not exist"),
+        ("pages/features.py", {"dmin": "lots"}, "must be a number"),
+        ("pages/features.py", {"sort": "drop table"}, "must be one of"),
+        ("pages/map.py", {"color": "purple"}, "must be one of"),
+        ("pages/trace.py", {"prompt": "x", "hl": "70000"}, "must be between"),
+        ("pages/steer.py", {"prompt": "x", "f": "3:abc"}, "should look like 12 or 12:4.5"),
+        ("pages/steer.py", {"prompt": "x", "f": "99999"}, "99999"),
+        ("pages/steer.py", {"prompt": "x", "f": "3", "temp": "hot"}, "must be a number"),
+        ("pages/lists.py", {"list": "12345"}, "does not exist"),
+        ("pages/features.py", {"index": "/no/such/index.duckdb"}, "No index at /no/such/index.duckdb"),
+    ],
+)
+def test_bad_link_parameters_show_a_sentence_not_a_traceback(index, page, params, message):
+    if page == "pages/lists.py":
+        TeamStore.for_index(index).create_list("one")
+    at = open_page(page, **params)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(message in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]
+
+
+def test_a_token_position_past_the_prompt_falls_back_to_the_last_token(index):
+    at = open_page("pages/trace.py", prompt="abc", pos=500)
+    assert not at.exception and any("outside the prompt" in w.value for w in at.warning)
+
+
+# ---- escaping -------------------------------------------------------------------------------------------
+
+def test_hostile_labels_and_tokens_are_shown_as_text(index):
+    store = IndexStore.open(index)
+    fid = store.random_feature_id(seed=2)
+    neighbour = store.feature_page(fid).cosine_neighbours[0].feature_id
+    team = TeamStore.for_index(index)
+    team.set_label(fid, HOSTILE)
+    hostile_list = team.create_list(HOSTILE)
+    team.add_to_list(hostile_list.list_id, fid, HOSTILE)
+
+    pages = [
+        open_page("pages/feature.py", id=fid, text=HOSTILE_PROMPT),
+        open_page("pages/feature.py", id=neighbour),  # the hostile label as a neighbour link
+        open_page("pages/trace.py", prompt=HOSTILE_PROMPT, hl=fid),
+        open_page("pages/steer.py", prompt=HOSTILE_PROMPT, f=f"{fid}:4", n=6),
+        open_page("pages/lists.py", list=hostile_list.list_id),
+        open_page("pages/map.py", q="script", color="search"),
+    ]
+    for at in pages:
+        assert_clean(at)
+        raw = [line for line in rendered(at).splitlines() if any(tag in line.lower() for tag in RAW_TAGS)]
+        assert raw == []
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered(pages[0])  # the title, escaped
+    assert "&lt;script&gt;" in rendered(pages[1])  # the neighbour link label, escaped
+    assert "&lt;" in rendered(pages[2]) and "script" in rendered(pages[2])  # the prompt's tokens, escaped
+    hover = pages[5].get("plotly_chart")[0].proto.spec
+    assert "<script" not in hover and "&lt;script&gt;" in hover
+
+
+def test_corpus_tokens_with_html_in_examples_are_escaped(index):
+    """The tiny corpus holds '<script>alert(1)</script>'; find a feature whose examples show '<' tokens."""
+    store = IndexStore.open(index)
+    fid = next(
+        i for i in range(store.d_sae)
+        if any("<" in t.text for ex in store.feature_page(i).top_examples for t in ex.tokens)
+    )
+    at = open_page("pages/feature.py", id=fid)
+    assert_clean(at)
+    text = rendered(at)
+    assert "&lt;" in text and not any(tag in text for tag in RAW_TAGS)
+
+
+# ---- speed and caching ----------------------------------------------------------------------------------
+
+def test_feature_page_renders_within_a_second_and_never_reloads_the_model(index):
+    import backend.sources as sources
+
+    at = open_page("pages/feature.py", id=1, text="import os")  # warm: index open, model loaded
+    assert_clean(at)
+    loaded = dict(sources._CACHE)
+    timings = []
+    for fid in (2, 9, 17, 30, 41):
+        at.query_params["id"] = str(fid)
+        start = time.perf_counter()
+        at.run()
+        timings.append(time.perf_counter() - start)
+        assert_clean(at)
+        assert f'<span class="fid">#{fid}</span>' in rendered(at)
+    assert statistics.median(timings) <= 1.0, timings
+    assert dict(sources._CACHE) == loaded  # same model objects: switching features loaded nothing
