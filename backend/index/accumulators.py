@@ -144,10 +144,12 @@ class TopExamples:
         self.k, self.before, self.after = k, before, after
         self.examples = ExampleSet.empty((d_sae, k), before + after + 1)
 
-    def peaks(self, batch: SparseBatch) -> torch.Tensor:
+    def peaks(self, batch: SparseBatch, among: torch.Tensor) -> torch.Tensor:
+        """The entries of `among` that are peaks of their neighbourhood within `among`."""
         span = self.before + self.after
-        order = sort_by_group_then(batch.feat * batch.n_rows + batch.rows, batch.pos, descending=False)
-        grp = (batch.feat * batch.n_rows + batch.rows)[order]
+        grp_all = batch.feat[among] * batch.n_rows + batch.rows[among]
+        order = among[sort_by_group_then(grp_all, batch.pos[among], descending=False)]
+        grp = batch.feat[order] * batch.n_rows + batch.rows[order]
         pos, val = batch.pos[order], batch.val[order]
         keep = torch.ones(len(order), dtype=torch.bool)
         for shift in range(1, span + 1):
@@ -160,11 +162,13 @@ class TopExamples:
         return order[keep]
 
     def update(self, batch: SparseBatch, tokens: torch.Tensor, acts: torch.Tensor) -> None:
-        cand = self.peaks(batch)
+        # Only values above a feature's k-th best so far can enter. Filtering before the peak test
+        # is exact: any neighbour that could out-rank a surviving entry is larger, so it survives too.
         floor = self.examples.value[:, -1]  # slots are kept sorted, so this is the k-th best so far
-        cand = cand[batch.val[cand] > floor[batch.feat[cand]]]
-        if cand.numel() == 0:
+        above = (batch.val > floor[batch.feat]).nonzero().squeeze(1)
+        if above.numel() == 0:
             return
+        cand = self.peaks(batch, above)
         order = sort_by_group_then(batch.feat[cand], batch.val[cand], descending=True)
         cand = cand[order]
         rank = rank_within_groups(batch.feat[cand])

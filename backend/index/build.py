@@ -63,7 +63,7 @@ class IndexState:
 
     def update(self, tokens: torch.Tensor, acts: torch.Tensor, keep: torch.Tensor) -> None:
         acts[~keep] = 0.0  # special tokens count nowhere, windows included (touches only those rows)
-        batch = SparseBatch.from_dense(acts, keep, self.rows)
+        batch = SparseBatch.from_dense(acts, self.rows)
         self.stats.grow_bounds(batch, self.intervals.on_double)
         self.stats.update(batch, int(keep.sum()))
         self.top.update(batch, tokens, acts)

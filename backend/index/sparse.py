@@ -23,12 +23,16 @@ class SparseBatch:
     row_offset: int  # global id of the batch's first row
 
     @classmethod
-    def from_dense(cls, acts: torch.Tensor, keep: torch.Tensor, row_offset: int) -> SparseBatch:
-        """acts [R, T, F]; keep [R, T] bool marks tokens that count (special tokens do not)."""
+    def from_dense(cls, acts: torch.Tensor, row_offset: int) -> SparseBatch:
+        """acts [R, T, F] with special-token rows already zeroed; SAE activations are >= 0, so
+        nonzero means active. One pass over the dense tensor, then gathers on the short list."""
         r, t, f = acts.shape
-        mask = (acts > 0) & keep.unsqueeze(-1)
-        idx = mask.nonzero()  # row-major: sorted by (row, pos, feature)
-        return cls(idx[:, 0], idx[:, 1], idx[:, 2], acts[mask].float(), r, t, f, row_offset)
+        flat = acts.view(-1)
+        idx = flat.nonzero().squeeze(1)  # sorted, i.e. by (row, pos, feature)
+        val = flat[idx].float()
+        feat = idx % f
+        token = idx // f
+        return cls(token // t, token % t, feat, val, r, t, f, row_offset)
 
     @property
     def token(self) -> torch.Tensor:
@@ -40,14 +44,12 @@ class SparseBatch:
 
         Returns (token_window [n, W] int32 with -1 outside the row, act_window [n, W] float32)."""
         offsets = torch.arange(-before, after + 1, device=tokens.device)
-        r = self.rows[sel].unsqueeze(1)
         p = self.pos[sel].unsqueeze(1) + offsets
         inside = (p >= 0) & (p < self.n_ctx)
-        pc = p.clamp(0, self.n_ctx - 1)
-        tok = torch.where(inside, tokens[r, pc], torch.full_like(pc, -1)).to(torch.int32)
-        f = self.feat[sel].unsqueeze(1).expand_as(pc)
-        act = torch.where(inside, acts[r.expand_as(pc), pc, f].float(), torch.zeros((), device=acts.device))
-        return tok, act
+        token_at = self.rows[sel].unsqueeze(1) * self.n_ctx + p.clamp(0, self.n_ctx - 1)  # flat (row, pos)
+        tok = torch.where(inside, tokens.view(-1)[token_at], -1).to(torch.int32)
+        act = acts.view(-1)[token_at * self.d_sae + self.feat[sel].unsqueeze(1)].float()
+        return tok, act * inside
 
 
 def rank_within_groups(group: torch.Tensor) -> torch.Tensor:
