@@ -17,10 +17,21 @@ from backend.payloads import FeatureQuery
 from backend.store import IndexStore
 from backend.team import TeamStore
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ROOT / "pages"
+# AppTest starts from a one-line launcher in a folder without pages/: next to app.py, Streamlit would take
+# pages/ for an old-style page folder in every test run (a real server does so only for its first request).
+LAUNCHER = f"import runpy, sys\nsys.path.insert(0, {str(ROOT)!r})\nrunpy.run_path({str(ROOT / 'app.py')!r})\n"
 HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
 HOSTILE_PROMPT = '<script>"><img onerror=x>'  # short enough for the tiny model's 32-token context
 RAW_TAGS = ("<script", "<img")
+
+
+@pytest.fixture(scope="session")
+def launcher(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("launcher") / "launch_app.py"
+    path.write_text(LAUNCHER)
+    return path
 
 
 @pytest.fixture()
@@ -32,13 +43,19 @@ def index(tiny_index, tmp_path, monkeypatch) -> Path:
     return copy
 
 
-def open_page(page: str, **params: object) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=180)
-    at.run()  # the first run registers the pages, so switch_page can find them
-    at.switch_page(page)
-    for key, value in params.items():
-        at.query_params[key] = str(value)
-    return at.run()
+@pytest.fixture()
+def open_page(index, launcher):
+    """open_page("feature", id=3): a fresh session on that page of the app, with those URL parameters."""
+
+    def open_(page: str, **params: object) -> AppTest:
+        at = AppTest.from_file(str(launcher), default_timeout=180)
+        at.run()  # the first run registers the pages, so switch_page can find them
+        at.switch_page(str(PAGES / f"{page}.py"))
+        for key, value in params.items():
+            at.query_params[key] = str(value)
+        return at.run()
+
+    return open_
 
 
 def assert_clean(at: AppTest) -> None:
@@ -65,8 +82,8 @@ def widget(elements, label: str):
 
 # ---- every page renders ---------------------------------------------------------------------------------
 
-def test_features_page_lists_live_features_and_restores_filters(index):
-    at = open_page("pages/features.py", q="", sort="max_act", desc="1", dmin="0.01")
+def test_features_page_lists_live_features_and_restores_filters(index, open_page):
+    at = open_page("features", q="", sort="max_act", desc="1", dmin="0.01")
     assert_clean(at)
     frame = at.dataframe[0].value
     store = IndexStore.open(index)
@@ -82,11 +99,11 @@ def test_features_page_lists_live_features_and_restores_filters(index):
     assert live[0].feature_id in list(at.dataframe[0].value["id"])
 
 
-def test_feature_page_shows_every_panel(index):
+def test_feature_page_shows_every_panel(index, open_page):
     store = IndexStore.open(index)
     fid = store.random_feature_id(seed=1)
     page = store.feature_page(fid)
-    at = open_page("pages/feature.py", id=fid)
+    at = open_page("feature", id=fid)
     assert_clean(at)
     html = rendered(at)
     assert f'<span class="fid">#{fid}</span>' in html
@@ -99,24 +116,24 @@ def test_feature_page_shows_every_panel(index):
     assert share_link(at)["id"] == [str(fid)]
 
 
-def test_feature_page_try_it_runs_the_model_on_the_text(index):
-    at = open_page("pages/feature.py", id=3, text="def add(a, b):\n    return a + b")
+def test_feature_page_try_it_runs_the_model_on_the_text(index, open_page):
+    at = open_page("feature", id=3, text="def add(a, b):\n    return a + b")
     assert_clean(at)
     assert at.text_area(key="feature.text").value == "def add(a, b):\n    return a + b"
     strip = next(h.value for h in at.get("html") if 'class="strip wrap"' in h.value)
     assert strip.count('class="tok') >= 10 and "Fires on" in rendered(at)
 
 
-def test_map_page_renders_a_webgl_scatter_of_every_live_feature(index):
-    at = open_page("pages/map.py", q="a", color="search")
+def test_map_page_renders_a_webgl_scatter_of_every_live_feature(index, open_page):
+    at = open_page("map", q="a", color="search")
     assert_clean(at)
     chart = at.get("plotly_chart")[0]
     assert '"type":"scattergl"' in chart.proto.spec.replace(" ", "")
     assert at.text_input(key="map.q").value == "a" and "features match" in rendered(at)
 
 
-def test_trace_page_restores_prompt_token_and_filters(index):
-    at = open_page("pages/trace.py", prompt="for i in range(10):\n    print(i)", pos=3, density="0.5", n=7)
+def test_trace_page_restores_prompt_token_and_filters(index, open_page):
+    at = open_page("trace", prompt="for i in range(10):\n    print(i)", pos=3, density="0.5", n=7)
     assert_clean(at)
     assert at.text_area(key="trace.prompt").value.startswith("for i in range")
     assert at.number_input(key="trace.n").value == 7 and at.number_input(key="trace.density").value == 0.5
@@ -127,9 +144,26 @@ def test_trace_page_restores_prompt_token_and_filters(index):
     assert "the model predicts" in rendered(at)
 
 
-def test_steer_page_restores_a_shared_link_and_gives_the_same_text(index):
+def test_picking_a_token_and_a_feature_on_the_trace_page_rewrites_the_link(index, open_page):
+    at = open_page("trace", prompt="import os\nimport sys")
+    assert_clean(at)
+    pills = next(w for w in at.get("button_group") if w.key == "trace.pos")
+    pills.set_value(2).run()
+    assert_clean(at)
+    assert at.query_params["pos"] == "2"
+    assert any(m.value.startswith("**Features at token 2**") for m in at.markdown)
+    assert "After token 2" in rendered(at)
+
+    shade = at.selectbox(key="trace.hl")
+    other = int(shade.options[1].split()[0].lstrip("#"))  # options read "#<id> <label>"
+    shade.select(other).run()
+    assert_clean(at)
+    assert at.query_params["hl"] == str(other) and at.selectbox(key="trace.hl").value == other
+
+
+def test_steer_page_restores_a_shared_link_and_gives_the_same_text(index, open_page):
     params = dict(prompt="def add(a, b):", f="3:6,7", mode="add", at="all", n=10, temp="0.8", seed=5)
-    first = open_page("pages/steer.py", **params)
+    first = open_page("steer", **params)
     assert_clean(first)
     editor = first.get("arrow_data_frame")[0].value if first.get("arrow_data_frame") else None
     assert first.segmented_control(key="steer.mode").value == "add"
@@ -139,17 +173,17 @@ def test_steer_page_restores_a_shared_link_and_gives_the_same_text(index):
     link = share_link(first)
     assert link["f"] == ["3:6,7"] and link["temp"] == ["0.8"]
 
-    again = open_page("pages/steer.py", **{k: v[0] for k, v in link.items()})  # a fresh session opens the link
+    again = open_page("steer", **{k: v[0] for k, v in link.items()})  # a fresh session opens the link
     assert_clean(again)
     assert [h.value for h in again.get("html") if 'class="strip wrap"' in h.value] == steered
     assert editor is None or len(editor) == 2
 
 
-def test_lists_page_shows_lists_from_the_team_store(index):
+def test_lists_page_shows_lists_from_the_team_store(index, open_page):
     team = TeamStore.for_index(index)
     listed = team.create_list("brackets")
     team.add_to_list(listed.list_id, 4, "opens a call")
-    at = open_page("pages/lists.py", list=listed.list_id)
+    at = open_page("lists", list=listed.list_id)
     assert_clean(at)
     assert at.radio(key="lists.list").value == listed.list_id
     notes = at.get("arrow_data_frame")[0].value if at.get("arrow_data_frame") else at.dataframe[0].value
@@ -157,8 +191,8 @@ def test_lists_page_shows_lists_from_the_team_store(index):
     assert [b.label for b in at.get("download_button")] == ["Export CSV", "Export JSON"]
 
 
-def test_labels_and_lists_are_saved_from_the_feature_page(index):
-    at = open_page("pages/feature.py", id=6)
+def test_labels_and_lists_are_saved_from_the_feature_page(index, open_page):
+    at = open_page("feature", id=6)
     widget(at.text_input, "Label (shared with the team; overrides the automatic label everywhere)").input("colons")
     widget(at.button, "Save").click().run()
     assert_clean(at)
@@ -166,7 +200,7 @@ def test_labels_and_lists_are_saved_from_the_feature_page(index):
     assert team.get_labels([6])[6].text == "colons"
     assert '#6</span>colons<span class="label-source">team label' in rendered(at)
 
-    widget(at.text_input, "Name for a new list").input("punctuation")
+    widget(at.text_input, "…or a new list named").input("punctuation")
     widget(at.text_area, "Note").input("ends a def line")
     next(b for b in at.button if b.label == "Save" and b.proto.is_form_submitter and "add_to_list" in b.form_id) \
         .click().run()
@@ -174,7 +208,7 @@ def test_labels_and_lists_are_saved_from_the_feature_page(index):
     (saved,) = team.lists()
     assert saved.name == "punctuation" and team.list_items(saved.list_id)[0].note == "ends a def line"
 
-    table = open_page("pages/features.py", q="colons")
+    table = open_page("features", q="colons")
     assert "✎ colons" in list(table.dataframe[0].value["label"])
 
 
@@ -183,36 +217,42 @@ def test_labels_and_lists_are_saved_from_the_feature_page(index):
 @pytest.mark.parametrize(
     ("page", "params", "message"),
     [
-        ("pages/feature.py", {"id": "abc"}, "must be a whole number"),
-        ("pages/feature.py", {"id": "99999"}, "Feature 99999 does not exist"),
-        ("pages/feature.py", {"id": "-4"}, "does not exist"),
-        ("pages/features.py", {"dmin": "lots"}, "must be a number"),
-        ("pages/features.py", {"sort": "drop table"}, "must be one of"),
-        ("pages/map.py", {"color": "purple"}, "must be one of"),
-        ("pages/trace.py", {"prompt": "x", "hl": "70000"}, "must be between"),
-        ("pages/steer.py", {"prompt": "x", "f": "3:abc"}, "should look like 12 or 12:4.5"),
-        ("pages/steer.py", {"prompt": "x", "f": "99999"}, "99999"),
-        ("pages/steer.py", {"prompt": "x", "f": "3", "temp": "hot"}, "must be a number"),
-        ("pages/lists.py", {"list": "12345"}, "does not exist"),
-        ("pages/features.py", {"index": "/no/such/index.duckdb"}, "No index at /no/such/index.duckdb"),
+        ("feature", {"id": "abc"}, "must be a whole number"),
+        ("feature", {"id": "99999"}, "Feature 99999 does not exist"),
+        ("feature", {"id": "-4"}, "does not exist"),
+        ("features", {"dmin": "lots"}, "must be a number"),
+        ("features", {"sort": "drop table"}, "must be one of"),
+        ("map", {"color": "purple"}, "must be one of"),
+        ("trace", {"prompt": "x", "hl": "70000"}, "must be between"),
+        ("steer", {"prompt": "x", "f": "3:abc"}, "should look like 12 or 12:4.5"),
+        ("steer", {"prompt": "x", "f": "99999"}, "99999"),
+        ("steer", {"prompt": "x", "f": "3", "temp": "hot"}, "must be a number"),
+        ("lists", {"list": "12345"}, "does not exist"),
+        ("features", {"index": "/no/such/index.duckdb"}, "No index at /no/such/index.duckdb"),
     ],
 )
-def test_bad_link_parameters_show_a_sentence_not_a_traceback(index, page, params, message):
-    if page == "pages/lists.py":
+def test_bad_link_parameters_show_a_sentence_not_a_traceback(index, open_page, page, params, message):
+    if page == "lists":
         TeamStore.for_index(index).create_list("one")
     at = open_page(page, **params)
     assert not at.exception, [e.value for e in at.exception]
     assert any(message in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]
 
 
-def test_a_token_position_past_the_prompt_falls_back_to_the_last_token(index):
-    at = open_page("pages/trace.py", prompt="abc", pos=500)
+def test_a_missing_index_says_how_to_build_one(index, open_page):
+    at = open_page("feature", id=1, index="/no/such/index.duckdb")
+    assert not at.exception
+    assert any("python -m backend index --source <source> --out /no/such/index.duckdb" in i.value for i in at.info)
+
+
+def test_a_token_position_past_the_prompt_falls_back_to_the_last_token(index, open_page):
+    at = open_page("trace", prompt="abc", pos=500)
     assert not at.exception and any("outside the prompt" in w.value for w in at.warning)
 
 
 # ---- escaping -------------------------------------------------------------------------------------------
 
-def test_hostile_labels_and_tokens_are_shown_as_text(index):
+def test_hostile_labels_and_tokens_are_shown_as_text(index, open_page):
     store = IndexStore.open(index)
     fid = store.random_feature_id(seed=2)
     neighbour = store.feature_page(fid).cosine_neighbours[0].feature_id
@@ -222,12 +262,12 @@ def test_hostile_labels_and_tokens_are_shown_as_text(index):
     team.add_to_list(hostile_list.list_id, fid, HOSTILE)
 
     pages = [
-        open_page("pages/feature.py", id=fid, text=HOSTILE_PROMPT),
-        open_page("pages/feature.py", id=neighbour),  # the hostile label as a neighbour link
-        open_page("pages/trace.py", prompt=HOSTILE_PROMPT, hl=fid),
-        open_page("pages/steer.py", prompt=HOSTILE_PROMPT, f=f"{fid}:4", n=6),
-        open_page("pages/lists.py", list=hostile_list.list_id),
-        open_page("pages/map.py", q="script", color="search"),
+        open_page("feature", id=fid, text=HOSTILE_PROMPT),
+        open_page("feature", id=neighbour),  # the hostile label as a neighbour link
+        open_page("trace", prompt=HOSTILE_PROMPT, hl=fid),
+        open_page("steer", prompt=HOSTILE_PROMPT, f=f"{fid}:4", n=6),
+        open_page("lists", list=hostile_list.list_id),
+        open_page("map", q="script", color="search"),
     ]
     for at in pages:
         assert_clean(at)
@@ -240,14 +280,14 @@ def test_hostile_labels_and_tokens_are_shown_as_text(index):
     assert "<script" not in hover and "&lt;script&gt;" in hover
 
 
-def test_corpus_tokens_with_html_in_examples_are_escaped(index):
+def test_corpus_tokens_with_html_in_examples_are_escaped(index, open_page):
     """The tiny corpus holds '<script>alert(1)</script>'; find a feature whose examples show '<' tokens."""
     store = IndexStore.open(index)
     fid = next(
         i for i in range(store.d_sae)
         if any("<" in t.text for ex in store.feature_page(i).top_examples for t in ex.tokens)
     )
-    at = open_page("pages/feature.py", id=fid)
+    at = open_page("feature", id=fid)
     assert_clean(at)
     text = rendered(at)
     assert "&lt;" in text and not any(tag in text for tag in RAW_TAGS)
@@ -255,10 +295,10 @@ def test_corpus_tokens_with_html_in_examples_are_escaped(index):
 
 # ---- speed and caching ----------------------------------------------------------------------------------
 
-def test_feature_page_renders_within_a_second_and_never_reloads_the_model(index):
+def test_feature_page_renders_within_a_second_and_never_reloads_the_model(index, open_page):
     import backend.sources as sources
 
-    at = open_page("pages/feature.py", id=1, text="import os")  # warm: index open, model loaded
+    at = open_page("feature", id=1, text="import os")  # warm: index open, model loaded
     assert_clean(at)
     loaded = dict(sources._CACHE)
     timings = []

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from backend.team import TeamStore
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,10 +49,16 @@ def _wait_for_health(url: str, proc: subprocess.Popen, log: Path, timeout: float
 
 
 @pytest.fixture(scope="module")
-def server(tiny_index, tmp_path_factory) -> Iterator[str]:
+def index(tiny_index, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("e2e_index")
     index = folder / "tiny.duckdb"
     shutil.copy(tiny_index, index)  # its own team store beside it
+    return index
+
+
+@pytest.fixture(scope="module")
+def server(index, tmp_path_factory) -> Iterator[str]:
+    folder = index.parent
     port = _free_port()
     log = folder / "streamlit.log"
     env = {**os.environ, "SAE_EXPLORER_INDEX": str(index), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
@@ -95,11 +103,11 @@ def page(browser):
 
 
 def settle(page, timeout: float = 60) -> None:
-    """Wait until the script run is over: no running indicator and no spinner for a full second."""
+    """Wait until the script run is over: no running indicator and no spinner for 0.6 s."""
     page.get_by_text("SAE feature explorer").first.wait_for(timeout=timeout * 1000)  # the page script has started
     time.sleep(0.3)
     quiet, deadline = 0, time.monotonic() + timeout
-    while quiet < 5:
+    while quiet < 3:
         busy = page.locator("[data-testid='stStatusWidgetRunningIcon'], [data-testid='stSpinner']").count()
         quiet = 0 if busy else quiet + 1
         assert time.monotonic() < deadline, "the page kept running"
@@ -119,14 +127,7 @@ def steered_texts(page) -> list[str]:
 
 @pytest.mark.parametrize(
     ("path", "expect"),
-    [
-        ("", "Features"),
-        ("feature?id=3", "Max activation"),
-        ("map", "Feature map"),
-        ("trace", "Trace a prompt"),
-        ("steer", "Steer"),
-        ("lists", "Lists"),
-    ],
+    [("", "Features"), ("map", "Feature map"), ("lists", "Lists")],  # feature, trace, steer: opened below
 )
 def test_every_page_opens(server, page, path, expect):
     page.goto(f"{server}/{path}")
@@ -158,6 +159,51 @@ def test_clicking_a_map_point_opens_its_feature_page(server, page):
     assert page.locator("p.feature-title").inner_text().startswith(f"#{point['id']}")
     assert f"/feature?id={point['id']}" in page.url
     shoot(page, "map-click-feature")
+
+
+def test_a_box_selection_on_the_map_is_saved_as_a_list(server, page, index):
+    page.goto(f"{server}/map")
+    settle(page)
+    page.locator("[data-title='Box Select']").first.click()
+    area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    page.mouse.move(area["x"] + 5, area["y"] + 5)
+    page.mouse.down()
+    page.mouse.move(area["x"] + area["width"] * 0.6, area["y"] + area["height"] * 0.6, steps=8)
+    page.mouse.up()
+    page.get_by_text("features selected").wait_for(timeout=30_000)
+    settle(page)
+    selected = int(page.get_by_text("features selected").inner_text().split()[0])
+    page.get_by_role("button", name="as a list").click()
+    page.get_by_label("…or a new list named").fill("top-left corner")
+    page.locator("[data-testid='stPopoverBody'] button", has_text="Save").click()
+    settle(page)
+    shoot(page, "map-selection-saved")
+    saved = {t.name: t for t in TeamStore.for_index(index).lists()}
+    assert selected > 0 and saved["top-left corner"].item_count == selected
+
+
+def test_a_note_is_edited_on_the_lists_page(server, page, index):
+    team = TeamStore.for_index(index)
+    chosen = team.create_list("to annotate")
+    team.add_many_to_list(chosen.list_id, [4, 9], "first draft")
+    page.goto(f"{server}/lists?list={chosen.list_id}")
+    settle(page)
+    grid = page.locator("[data-testid='stDataFrame'] canvas").first.bounding_box()
+    page.mouse.click(grid["x"] + 110, grid["y"] + 35 + 17)  # row 1, "feature" column (header row is 35 px)
+    time.sleep(0.3)
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")  # the note column
+    page.keyboard.press("Enter")  # opens the cell editor
+    time.sleep(0.3)
+    page.keyboard.press("Control+A")
+    page.keyboard.type("fires on digits")
+    page.keyboard.press("Enter")
+    time.sleep(0.3)
+    page.get_by_role("button", name="Save changes").click()
+    settle(page)
+    shoot(page, "lists-note-edited")
+    assert [(i.feature_id, i.note) for i in team.list_items(chosen.list_id)] == [(4, "fires on digits"),
+                                                                                (9, "first draft")]
 
 
 def test_trace_runs_from_the_prompt_box(server, page):

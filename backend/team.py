@@ -1,0 +1,361 @@
+"""Team data: labels that override the automatic ones, and named lists of features with a note each.
+
+It lives in a SQLite file beside the read-only index (`cache/demo.duckdb` -> `cache/demo.team.sqlite`),
+so every session on the server, in any thread or process, sees and edits the same data. SQLite rather
+than DuckDB because DuckDB lets only one process hold a file open for writing, while SQLite in WAL mode
+lets many processes read while one writes. Every call opens its own connection and runs one short
+transaction (`BEGIN IMMEDIATE`, so writers queue instead of failing mid-way); lock conflicts that outlast
+SQLite's busy timeout are retried, so concurrent edits are all kept."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, Field
+
+from backend.errors import NotFoundError, UserError
+
+SCHEMA_VERSION = 1
+MAX_LABEL_CHARS = 200
+MAX_LIST_NAME_CHARS = 100
+MAX_NOTE_CHARS = 2_000
+_BUSY_TIMEOUT_S = 10.0
+_RETRY_FOR_S = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS labels (
+    feature_id INTEGER PRIMARY KEY,
+    text       TEXT NOT NULL,
+    author     TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lists (
+    list_id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    created_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS list_items (
+    list_id    INTEGER NOT NULL REFERENCES lists(list_id) ON DELETE CASCADE,
+    feature_id INTEGER NOT NULL,
+    note       TEXT NOT NULL DEFAULT '',
+    added_by   TEXT NOT NULL DEFAULT '',
+    added_at   TEXT NOT NULL,
+    PRIMARY KEY (list_id, feature_id)
+);
+"""
+
+T = TypeVar("T")
+
+
+class TeamLabel(BaseModel):
+    feature_id: int
+    text: str
+    author: str
+    updated_at: str
+
+
+class TeamList(BaseModel):
+    list_id: int
+    name: str
+    description: str
+    created_at: str
+    item_count: int = 0
+
+
+class ListItem(BaseModel):
+    list_id: int
+    feature_id: int
+    note: str
+    added_by: str
+    added_at: str
+
+
+class ExportedItem(BaseModel):
+    feature_id: int
+    label: str = Field(description="team label if set, else the automatic label the page passed in")
+    note: str
+    added_by: str
+    added_at: str
+
+
+class ListExport(BaseModel):
+    """What the JSON export holds: the list, and its items with the label each feature had at export time."""
+
+    list: TeamList
+    items: list[ExportedItem]
+
+
+def team_path_for(index_path: str | Path) -> Path:
+    """`cache/demo.duckdb` -> `cache/demo.team.sqlite` (beside the index, never inside it)."""
+    index_path = Path(index_path)
+    return index_path.with_name(f"{index_path.stem}.team.sqlite")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _clean(text: str, limit: int, what: str) -> str:
+    text = (text or "").strip()
+    if len(text) > limit:
+        raise UserError(f"The {what} is {len(text)} characters long; keep it to {limit}.")
+    return text
+
+
+class TeamStore:
+    def __init__(self, path: str | Path, d_sae: int | None = None):
+        """`d_sae`, when given, lets the store refuse feature ids the index does not have."""
+        self.path = Path(path)
+        self.d_sae = d_sae
+        self._write_lock = threading.Lock()  # threads of one process queue here, not on SQLite's lock
+        if not self.path.parent.is_dir():
+            raise NotFoundError(f"The folder {self.path.parent} for team data does not exist.")
+        self._write(_create_schema, ddl=True)
+
+    @classmethod
+    def for_index(cls, index_path: str | Path, d_sae: int | None = None) -> TeamStore:
+        return cls(team_path_for(index_path), d_sae)
+
+    # ---- connection handling ---------------------------------------------------------------
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            con = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.OperationalError as exc:
+            raise UserError(f"Cannot open the team data at {self.path} ({exc}).") from exc
+        try:
+            con.execute("PRAGMA foreign_keys = ON")
+            yield con
+        finally:
+            con.close()
+
+    def _write(self, work: Callable[[sqlite3.Connection], T], ddl: bool = False) -> T:
+        """Run `work` in one short write transaction; retry while another writer holds the lock."""
+        deadline = time.monotonic() + _RETRY_FOR_S
+        delay = 0.01
+        while True:
+            try:
+                with self._write_lock, self._connect() as con:
+                    if ddl:
+                        con.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+                    con.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = work(con)
+                        con.execute("COMMIT")
+                        return result
+                    except BaseException:
+                        con.execute("ROLLBACK")
+                        raise
+            except sqlite3.OperationalError as exc:
+                if not _is_lock_conflict(exc) or time.monotonic() > deadline:
+                    if "readonly" in str(exc) or "unable to open" in str(exc):
+                        raise UserError(f"The team data at {self.path} is not writable ({exc}).") from exc
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    def _read(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        with self._connect() as con:
+            return con.execute(sql, params).fetchall()
+
+    def _check_feature(self, feature_id: int) -> int:
+        if not isinstance(feature_id, int) or feature_id < 0 or (self.d_sae is not None and feature_id >= self.d_sae):
+            top = f" 0 to {self.d_sae - 1}" if self.d_sae else " non-negative"
+            raise NotFoundError(f"Feature {feature_id} does not exist; feature ids are{top}.")
+        return feature_id
+
+    # ---- labels ------------------------------------------------------------------------------
+    def set_label(self, feature_id: int, text: str, author: str = "") -> TeamLabel | None:
+        """Set the team label of a feature; an empty text removes it (the automatic label shows again)."""
+        self._check_feature(feature_id)
+        text = _clean(text, MAX_LABEL_CHARS, "label")
+        if not text:
+            self._write(lambda con: con.execute("DELETE FROM labels WHERE feature_id = ?", (feature_id,)))
+            return None
+        label = TeamLabel(feature_id=feature_id, text=text, author=author.strip(), updated_at=_now())
+        self._write(
+            lambda con: con.execute(
+                "INSERT INTO labels VALUES (?, ?, ?, ?) ON CONFLICT(feature_id) DO UPDATE SET "
+                "text = excluded.text, author = excluded.author, updated_at = excluded.updated_at",
+                (label.feature_id, label.text, label.author, label.updated_at),
+            )
+        )
+        return label
+
+    def get_labels(self, ids: list[int]) -> dict[int, TeamLabel]:
+        if not ids:
+            return {}
+        rows = self._read(
+            "SELECT feature_id, text, author, updated_at FROM labels WHERE feature_id IN "
+            "(SELECT value FROM json_each(?))",
+            (json.dumps([int(i) for i in ids]),),
+        )
+        return {r[0]: TeamLabel(feature_id=r[0], text=r[1], author=r[2], updated_at=r[3]) for r in rows}
+
+    def all_labels(self) -> dict[int, str]:
+        return dict(self._read("SELECT feature_id, text FROM labels"))
+
+    def search_labels(self, text: str) -> list[int]:
+        """Ids whose team label contains `text` (case-insensitive for ASCII)."""
+        pattern = "%" + text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._read("SELECT feature_id FROM labels WHERE text LIKE ? ESCAPE '\\' ORDER BY feature_id", (pattern,))
+        return [r[0] for r in rows]
+
+    # ---- lists --------------------------------------------------------------------------------
+    def create_list(self, name: str, description: str = "") -> TeamList:
+        name = _clean(name, MAX_LIST_NAME_CHARS, "list name")
+        if not name:
+            raise UserError("The list needs a name.")
+        description = _clean(description, MAX_NOTE_CHARS, "list description")
+
+        def insert(con: sqlite3.Connection) -> int:
+            try:
+                cur = con.execute(
+                    "INSERT INTO lists (name, description, created_at) VALUES (?, ?, ?)", (name, description, _now())
+                )
+            except sqlite3.IntegrityError as exc:
+                raise UserError(f"A list named '{name}' already exists; pick another name.") from exc
+            return int(cur.lastrowid)
+
+        return self.get_list(self._write(insert))
+
+    def get_list(self, list_id: int) -> TeamList:
+        rows = self._read(
+            "SELECT l.list_id, l.name, l.description, l.created_at, count(i.feature_id) FROM lists l "
+            "LEFT JOIN list_items i USING (list_id) WHERE l.list_id = ? GROUP BY l.list_id",
+            (list_id,),
+        )
+        if not rows:
+            raise NotFoundError(f"List {list_id} does not exist (it may have been deleted).")
+        return _team_list(rows[0])
+
+    def lists(self) -> list[TeamList]:
+        rows = self._read(
+            "SELECT l.list_id, l.name, l.description, l.created_at, count(i.feature_id) FROM lists l "
+            "LEFT JOIN list_items i USING (list_id) GROUP BY l.list_id ORDER BY lower(l.name)"
+        )
+        return [_team_list(r) for r in rows]
+
+    def delete_list(self, list_id: int) -> None:
+        self.get_list(list_id)
+        self._write(lambda con: con.execute("DELETE FROM lists WHERE list_id = ?", (list_id,)))
+
+    def add_to_list(self, list_id: int, feature_id: int, note: str = "", author: str = "") -> ListItem:
+        """Add a feature (adding it again replaces its note)."""
+        return self.add_many_to_list(list_id, [feature_id], note, author)[0]
+
+    def add_many_to_list(
+        self, list_id: int, feature_ids: list[int], note: str = "", author: str = ""
+    ) -> list[ListItem]:
+        for feature_id in feature_ids:
+            self._check_feature(feature_id)
+        note = _clean(note, MAX_NOTE_CHARS, "note")
+        items = [
+            ListItem(list_id=list_id, feature_id=f, note=note, added_by=author.strip(), added_at=_now())
+            for f in dict.fromkeys(feature_ids)
+        ]
+
+        def upsert(con: sqlite3.Connection) -> None:
+            if con.execute("SELECT 1 FROM lists WHERE list_id = ?", (list_id,)).fetchone() is None:
+                raise NotFoundError(f"List {list_id} does not exist (it may have been deleted).")
+            con.executemany(
+                "INSERT INTO list_items VALUES (?, ?, ?, ?, ?) ON CONFLICT(list_id, feature_id) DO UPDATE SET "
+                "note = excluded.note, added_by = excluded.added_by, added_at = excluded.added_at",
+                [(i.list_id, i.feature_id, i.note, i.added_by, i.added_at) for i in items],
+            )
+
+        self._write(upsert)
+        return items
+
+    def set_note(self, list_id: int, feature_id: int, note: str) -> None:
+        note = _clean(note, MAX_NOTE_CHARS, "note")
+
+        def update(con: sqlite3.Connection) -> None:
+            cur = con.execute(
+                "UPDATE list_items SET note = ? WHERE list_id = ? AND feature_id = ?", (note, list_id, feature_id)
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(f"Feature {feature_id} is not in list {list_id}.")
+
+        self._write(update)
+
+    def remove_from_list(self, list_id: int, feature_id: int) -> None:
+        self._write(
+            lambda con: con.execute(
+                "DELETE FROM list_items WHERE list_id = ? AND feature_id = ?", (list_id, feature_id)
+            )
+        )
+
+    def list_items(self, list_id: int) -> list[ListItem]:
+        self.get_list(list_id)
+        rows = self._read(
+            "SELECT list_id, feature_id, note, added_by, added_at FROM list_items WHERE list_id = ? "
+            "ORDER BY added_at, feature_id",
+            (list_id,),
+        )
+        return [ListItem(list_id=r[0], feature_id=r[1], note=r[2], added_by=r[3], added_at=r[4]) for r in rows]
+
+    def lists_containing(self, feature_id: int) -> list[TeamList]:
+        ids = {r[0] for r in self._read("SELECT list_id FROM list_items WHERE feature_id = ?", (feature_id,))}
+        return [t for t in self.lists() if t.list_id in ids]
+
+    # ---- export -------------------------------------------------------------------------------
+    def export(self, list_id: int, auto_labels: dict[int, str] | None = None) -> ListExport:
+        """The list with each feature's label: the team label if set, else `auto_labels` (from the index)."""
+        items = self.list_items(list_id)
+        team = self.get_labels([i.feature_id for i in items])
+        auto = auto_labels or {}
+        return ListExport(
+            list=self.get_list(list_id),
+            items=[
+                ExportedItem(
+                    feature_id=i.feature_id,
+                    label=team[i.feature_id].text if i.feature_id in team else auto.get(i.feature_id, ""),
+                    note=i.note,
+                    added_by=i.added_by,
+                    added_at=i.added_at,
+                )
+                for i in items
+            ],
+        )
+
+    def export_json(self, list_id: int, auto_labels: dict[int, str] | None = None) -> str:
+        return self.export(list_id, auto_labels).model_dump_json(indent=2)
+
+    def export_csv(self, list_id: int, auto_labels: dict[int, str] | None = None) -> str:
+        exported = self.export(list_id, auto_labels)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        fields = list(ExportedItem.model_fields)
+        writer.writerow(fields)
+        for item in exported.items:
+            writer.writerow([getattr(item, f) for f in fields])
+        return buffer.getvalue()
+
+
+def _create_schema(con: sqlite3.Connection) -> None:
+    # statement by statement: executescript() would commit the transaction _write opened
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            con.execute(statement)
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _team_list(row: tuple) -> TeamList:
+    return TeamList(list_id=row[0], name=row[1], description=row[2], created_at=row[3], item_count=row[4])
+
+
+def _is_lock_conflict(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text

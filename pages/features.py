@@ -1,0 +1,127 @@
+"""Features: a sortable, filterable table of every feature; each row opens its feature page."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from backend.payloads import FeatureQuery
+from ui import catalog, state
+from ui.feedback import reported_errors
+from ui.frame import page_frame
+from ui.html import plain_token
+from ui.navigation import FEATURE, FEATURES, go, page_header, relative_url, share_box
+
+SCOPE = "features"
+PAGE_SIZE = 200
+SORTS = {"feature_id": "Id", "density": "Density", "max_act": "Max activation", "mean_act": "Mean activation",
+         "label": "Label", "top_token": "Top token"}
+
+ctx = page_frame(FEATURES)
+info = ctx.info
+share_slot = page_header(
+    "Features",
+    f"{info.d_sae:,} features · {info.alive_features:,} alive · {info.dead_features:,} dead · "
+    f"{info.tokens_counted:,} tokens indexed",
+)
+
+search_col, sort_col, order_col, random_col = st.columns([5, 2.2, 1.3, 1.8], vertical_alignment="bottom")
+with search_col:
+    search = state.url_widget(
+        SCOPE, "q", state.get_str("q"), "",
+        lambda key: st.text_input("Search labels and tokens", key=key, placeholder="e.g. bracket, def, 42"),
+    )
+with sort_col:
+    sort = state.url_widget(
+        SCOPE, "sort", state.lenient(lambda: state.get_choice("sort", list(SORTS), "feature_id"), "feature_id"),
+        "feature_id", lambda key: st.selectbox("Sort by", list(SORTS), key=key, format_func=SORTS.get),
+    )
+with order_col:
+    descending = state.url_widget(
+        SCOPE, "desc", state.lenient(lambda: state.get_bool("desc", False), False), False,
+        lambda key: st.toggle("Descending", key=key), state.encode_bool,
+    )
+with random_col:
+    if st.button("Random feature", icon=":material/casino:", width="stretch"):
+        go(FEATURE, {"id": ctx.store.random_feature_id()})
+
+low_col, high_col, dead_col, caption_col, pager_col = st.columns([1.6, 1.6, 1.3, 4.6, 1.2],
+                                                                   vertical_alignment="bottom")
+with low_col:
+    min_density = state.url_widget(
+        SCOPE, "dmin", state.lenient(lambda: state.get_float("dmin", 0.0, 0.0, 1.0), 0.0), 0.0,
+        lambda key: st.number_input("Min density", 0.0, 1.0, key=key, step=0.001, format="%g"),
+        state.encode_number,
+    )
+with high_col:
+    max_density = state.url_widget(
+        SCOPE, "dmax", state.lenient(lambda: state.get_float("dmax", 1.0, 0.0, 1.0), 1.0), 1.0,
+        lambda key: st.number_input("Max density", 0.0, 1.0, key=key, step=0.01, format="%g"),
+        state.encode_number,
+    )
+with dead_col:
+    show_dead = state.url_widget(
+        SCOPE, "dead", state.lenient(lambda: state.get_bool("dead", False), False), False,
+        lambda key: st.toggle("Show dead", key=key), state.encode_bool,
+    )
+with pager_col:
+    page_number = state.url_widget(
+        SCOPE, "page", state.lenient(lambda: state.get_int("page", 1, lo=1), 1), 1,
+        lambda key: st.number_input("Page", 1, key=key, step=1), state.encode_number,
+    )
+listing = None
+with reported_errors():
+    if min_density > max_density:
+        st.warning("The minimum density is above the maximum; no feature can match.")
+    query = FeatureQuery(
+        search=search, min_density=min_density, max_density=max_density, hide_dead=not show_dead, sort=sort,
+        descending=descending, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE,
+    )
+    listing = catalog.list_features(ctx, query)
+
+if listing is not None:
+    pages = max(1, -(-listing.total // PAGE_SIZE))
+    frame = pd.DataFrame(
+        {
+            "open": [relative_url(FEATURE, {"id": f.feature_id}) for f in listing.features],
+            "id": [f.feature_id for f in listing.features],
+            "label": [("✎ " if f.by_team else "") + f.label for f in listing.features],
+            "top token": [plain_token(f.row.top_token) for f in listing.features],
+            "density": [f.row.density for f in listing.features],
+            "max act": [f.row.max_act for f in listing.features],
+            "mean act": [f.row.mean_act for f in listing.features],
+            "cluster": [f.row.cluster for f in listing.features],
+            "dead": [f.row.dead for f in listing.features],
+        }
+    )
+    caption_col.caption(
+        f"{listing.total:,} matching · page {page_number} of {pages} · select a row to open it "
+        "(✎ = label set by the team)"
+    )
+    if page_number > pages:
+        st.info(f"There are only {pages} pages of results.")
+    max_act = max([f.row.max_act for f in listing.features], default=1.0) or 1.0
+    event = st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        height=min(36 + 35 * len(frame), 640),
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"features_table.{search}.{sort}.{descending}.{page_number}",
+        column_config={
+            "open": st.column_config.LinkColumn("", display_text="open ↗", width="small"),
+            "id": st.column_config.NumberColumn("id", format="%d", width="small"),
+            "label": st.column_config.TextColumn("label", width="large"),
+            "top token": st.column_config.TextColumn("top token", width="small"),
+            "density": st.column_config.NumberColumn("density", format="%.2e", width="small"),
+            "max act": st.column_config.ProgressColumn("max act", format="%.2f", min_value=0.0, max_value=max_act),
+            "mean act": st.column_config.NumberColumn("mean act", format="%.2f", width="small"),
+            "cluster": st.column_config.NumberColumn("cluster", format="%d", width="small"),
+            "dead": st.column_config.CheckboxColumn("dead", width="small"),
+        },
+    )
+    if event.selection.rows:
+        go(FEATURE, {"id": int(frame.iloc[event.selection.rows[0]]["id"])})
+
+share_box(share_slot)

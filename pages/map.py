@@ -1,0 +1,71 @@
+"""Map: every feature placed by the UMAP of its decoder direction. Hover for its label, click to open it,
+draw a box or lasso to save a group as a list."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from backend.payloads import FeatureQuery
+from ui import catalog, state
+from ui.frame import page_frame
+from ui.html import md_escape
+from ui.lists_view import add_to_list_popover
+from ui.map_view import COLOUR_MODES, build_map, read_selection
+from ui.navigation import FEATURE, MAP, go, page_header, share_box
+
+SCOPE = "map"
+ctx = page_frame(MAP)
+share_slot = page_header("Feature map", "UMAP of decoder directions. Hover a point for its label, click it to open "
+                         "the feature, or pick the lasso or box tool (top right of the map) to save a group as a list.")
+
+colour_col, search_col, dead_col = st.columns([2, 3, 1], vertical_alignment="bottom")
+with search_col:
+    search = state.url_widget(
+        SCOPE, "q", state.get_str("q"), "",
+        lambda key: st.text_input("Highlight features matching", key=key, placeholder="label or token"),
+    )
+with colour_col:
+    default_colour = "search" if search.strip() else "density"
+    colour = state.url_widget(
+        SCOPE, "color", state.lenient(lambda: state.get_choice("color", list(COLOUR_MODES), default_colour),
+                                      default_colour),
+        default_colour,
+        lambda key: st.segmented_control("Colour by", list(COLOUR_MODES), key=key, format_func=COLOUR_MODES.get),
+    ) or default_colour
+with dead_col:
+    show_dead = state.url_widget(
+        SCOPE, "dead", state.lenient(lambda: state.get_bool("dead", False), False), False,
+        lambda key: st.toggle("Show dead", key=key), state.encode_bool,
+    )
+
+matches: set[int] = set()
+if search.strip():
+    found = catalog.list_features(ctx, FeatureQuery(search=search, hide_dead=not show_dead, limit=5000))
+    matches = {f.feature_id for f in found.features}
+    st.caption(f"{len(matches):,} features match '{md_escape(search)}'.")
+
+view = build_map(ctx, colour, show_dead, matches, ctx.team.all_labels())
+event = st.plotly_chart(
+    view.figure, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
+    key=f"feature_map.{colour}.{show_dead}.{search}", config={"displaylogo": False, "scrollZoom": True},
+)
+picked = read_selection(event, view)
+if picked.clicked is not None:
+    go(FEATURE, {"id": picked.clicked})
+if picked.selected:
+    rows = catalog.name(ctx, list(ctx.store.feature_rows(picked.selected).values()))
+    info_col, save_col = st.columns([4, 1.3], vertical_alignment="center")
+    info_col.markdown(f"**{len(picked.selected):,} features selected**")
+    with save_col:
+        add_to_list_popover(ctx, sorted(picked.selected), key="map_selection")
+    st.dataframe(
+        {"id": [r.feature_id for r in rows], "label": [r.label for r in rows],
+         "density": [r.row.density for r in rows], "max act": [r.row.max_act for r in rows]},
+        hide_index=True, width="stretch", height=min(36 + 35 * len(rows), 320),
+        column_config={"density": st.column_config.NumberColumn(format="%.2e"),
+                       "max act": st.column_config.NumberColumn(format="%.2f")},
+    )
+else:
+    st.caption(f"{len(view.feature_ids):,} features shown.")
+
+share_box(share_slot)

@@ -1,0 +1,132 @@
+"""Steer: generate from a prompt with and without adding (clamping, ablating) features, side by side, and
+check that the steered features really fired more on the steered text."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from backend.inference.schemas import MAX_NEW_TOKENS_CAP, SteerFeature, SteerRequest
+from backend.payloads import FeatureQuery
+from ui import catalog, live, state, steer_view
+from ui.feedback import reported_errors
+from ui.frame import page_frame
+from ui.navigation import STEER, page_header, share_box
+from ui.steer_view import SteerTarget
+
+SCOPE = "steer"
+MODES = {"add": "Add", "clamp": "Clamp", "ablate": "Ablate"}
+POSITIONS = {"all": "Every token", "generated": "Generated tokens only"}
+
+ctx = page_frame(STEER)
+share_slot = page_header("Steer", "Add a feature's decoder direction while generating (or clamp it, or ablate it) "
+                         "and compare with the unsteered text. Strengths are in activation units; leave one empty "
+                         "to use the feature's max activation.")
+
+targets: list[SteerTarget] = state.lenient(lambda: steer_view.parse_targets(state.get_str("f")), [])
+labels = catalog.labels_for(ctx, [t.feature_id for t in targets])
+
+# ---- add a feature by id or by search (outside the form: it changes the rows of the editor) ----------
+find_col, match_col, add_col = st.columns([2, 3, 1], vertical_alignment="bottom")
+find = find_col.text_input("Add a feature", placeholder="id, or words from a label or token", key="steer.find")
+matches = catalog.list_features(ctx, FeatureQuery(search=find, limit=25, sort="max_act", descending=True)).features \
+    if find.strip() else []
+picked = match_col.selectbox("Matches", matches, format_func=lambda f: f"#{f.feature_id} · {f.label}",
+                             disabled=not matches, placeholder="no match" if find.strip() else "type to search")
+if add_col.button("Add", icon=":material/add:", disabled=picked is None, width="stretch") and picked is not None:
+    if picked.feature_id not in {t.feature_id for t in targets}:
+        state.put("f", steer_view.encode_targets([*targets, SteerTarget(picked.feature_id, None)]))
+    st.rerun()
+
+# ---- the request ---------------------------------------------------------------------------------------
+with st.form("steer_form", border=False):
+    prompt = state.url_widget(
+        SCOPE, "prompt", state.get_str("prompt"), "",
+        lambda key: st.text_area("Prompt", key=key, height=90, placeholder="Text to continue"),
+    )
+    editor_col, settings_col = st.columns([3, 2], gap="large")
+    with editor_col:
+        editor = pd.DataFrame({
+            "feature": pd.Series([t.feature_id for t in targets], dtype="Int64"),
+            "label": [labels.get(t.feature_id, "") for t in targets],
+            "strength": pd.Series([t.strength for t in targets], dtype="Float64"),
+        })
+        edited = st.data_editor(
+            editor, num_rows="dynamic", hide_index=True, width="stretch", key=f"steer.features.{state.get_str('f')}",
+            column_config={
+                "feature": st.column_config.NumberColumn("feature id", min_value=0, max_value=ctx.info.d_sae - 1,
+                                                         step=1, format="%d", required=True),
+                "label": st.column_config.TextColumn("label", disabled=True),
+                "strength": st.column_config.NumberColumn("strength (empty = max act)", format="%.2f"),
+            },
+        )
+    with settings_col:
+        mode = state.url_widget(
+            SCOPE, "mode", state.lenient(lambda: state.get_choice("mode", list(MODES), "add"), "add"), "add",
+            lambda key: st.segmented_control("Mode", list(MODES), key=key, format_func=MODES.get,
+                                             help="add: + strength × decoder direction; clamp: set the activation "
+                                                  "to strength; ablate: set it to 0."),
+        ) or "add"
+        positions = state.url_widget(
+            SCOPE, "at", state.lenient(lambda: state.get_choice("at", list(POSITIONS), "all"), "all"), "all",
+            lambda key: st.segmented_control("Positions", list(POSITIONS), key=key, format_func=POSITIONS.get),
+        ) or "all"
+        tokens_col, temp_col, seed_col = st.columns(3)
+        with tokens_col:
+            new_tokens = state.url_widget(
+                SCOPE, "n", state.lenient(lambda: state.get_int("n", 32, 1, MAX_NEW_TOKENS_CAP), 32), 32,
+                lambda key: st.number_input("New tokens", 1, MAX_NEW_TOKENS_CAP, key=key, step=8),
+                state.encode_number,
+            )
+        with temp_col:
+            temperature = state.url_widget(
+                SCOPE, "temp", state.lenient(lambda: state.get_float("temp", 0.5, 0.0, 5.0), 0.5), 0.5,
+                lambda key: st.number_input("Temperature", 0.0, 5.0, key=key, step=0.1, format="%g",
+                                            help="0 = greedy"),
+                state.encode_number,
+            )
+        with seed_col:
+            seed = state.url_widget(
+                SCOPE, "seed", state.lenient(lambda: state.get_int("seed", 16, 0, 2**32 - 1), 16), 16,
+                lambda key: st.number_input("Seed", 0, 2**32 - 1, key=key, step=1), state.encode_number,
+            )
+        with st.expander("More sampling settings"):
+            top_p = state.url_widget(
+                SCOPE, "top_p", state.lenient(lambda: state.get_float("top_p", 1.0, 0.01, 1.0), 1.0), 1.0,
+                lambda key: st.number_input("Top-p", 0.01, 1.0, key=key, step=0.05, format="%g"),
+                state.encode_number,
+            )
+            freq_penalty = state.url_widget(
+                SCOPE, "fp", state.lenient(lambda: state.get_float("fp", 1.0, -2.0, 5.0), 1.0), 1.0,
+                lambda key: st.number_input("Frequency penalty", -2.0, 5.0, key=key, step=0.1, format="%g"),
+                state.encode_number,
+            )
+            multiplier = state.url_widget(
+                SCOPE, "mult", state.lenient(lambda: state.get_float("mult", 1.0, -100.0, 100.0), 1.0), 1.0,
+                lambda key: st.number_input("Strength multiplier", -100.0, 100.0, key=key, step=0.5, format="%g"),
+                state.encode_number,
+            )
+    submitted = st.form_submit_button("Steer", icon=":material/play_arrow:", type="primary")
+
+if submitted:  # the editor's rows become the URL's `f`, so the link reproduces them
+    new_targets = steer_view.targets_from_editor(edited)
+    if steer_view.encode_targets(new_targets) != state.get_str("f"):
+        state.put("f", steer_view.encode_targets(new_targets))
+        st.rerun()
+
+if not prompt.strip() or not targets:
+    st.info("Enter a prompt, add at least one feature, and press Steer.", icon=":material/tune:")
+else:
+    with reported_errors():
+        request = SteerRequest(
+            prompt=prompt, features=[SteerFeature(feature_id=t.feature_id, strength=t.strength) for t in targets],
+            mode=mode, positions=positions, max_new_tokens=new_tokens, temperature=temperature, seed=seed,
+            top_p=top_p, freq_penalty=freq_penalty, strength_multiplier=multiplier,
+        )
+        result = live.steer(ctx, request)
+        steer_view.continuations_panel(result)
+        st.markdown("**Did the features fire more?**")
+        steer_view.evidence_table(result, labels)
+        steer_view.activation_chart(result, labels)
+
+share_box(share_slot)

@@ -1,0 +1,115 @@
+"""Trace: run a prompt, see which features fire on each token, the prompt's top features, and which
+features push the model toward its next-token prediction."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from backend.errors import UserError
+from backend.inference.schemas import MAX_TOP_N, TraceRequest
+from ui import live, state, trace_view
+from ui.feedback import reported_errors
+from ui.frame import page_frame
+from ui.html import md_escape
+from ui.navigation import TRACE, page_header, share_box
+
+SCOPE = "trace"
+PER_TOKEN = 10
+
+ctx = page_frame(TRACE)
+share_slot = page_header("Trace a prompt", "Which features fire on each token, which matter most over the prompt, "
+                         "and which push the next-token prediction.")
+
+with st.form("trace_form", border=False):
+    prompt = state.url_widget(
+        SCOPE, "prompt", state.get_str("prompt"), "",
+        lambda key: st.text_area("Prompt", key=key, height=110, placeholder="Type or paste text to trace"),
+    )
+    density_col, top_col, bos_col, run_col = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
+    with density_col:
+        density = state.url_widget(
+            SCOPE, "density", state.lenient(lambda: state.get_float("density", 0.0, 0.0, 1.0), 0.0), 0.0,
+            lambda key: st.number_input("Hide features denser than (0 = off)", 0.0, 1.0, key=key, step=0.01,
+                                        format="%g", help="Dense features fire almost everywhere and say little."),
+            state.encode_number,
+        )
+    with top_col:
+        top_n = state.url_widget(
+            SCOPE, "n", state.lenient(lambda: state.get_int("n", 20, 1, MAX_TOP_N), 20), 20,
+            lambda key: st.number_input("Features to rank", 1, MAX_TOP_N, key=key, step=5), state.encode_number,
+        )
+    with bos_col:
+        ignore_bos = state.url_widget(
+            SCOPE, "bos", state.lenient(lambda: not state.get_bool("bos", False), True), True,
+            lambda key: st.toggle("Leave out BOS / special tokens", key=key), lambda v: state.encode_bool(not v),
+        )
+    run_col.form_submit_button("Trace", icon=":material/play_arrow:", type="primary", width="stretch")
+
+position = state.lenient(lambda: state.get_int("pos", None, lo=0), None)
+highlight = state.lenient(lambda: state.get_int("hl", None, 0, ctx.info.d_sae - 1), None)
+if prompt.strip():
+    with reported_errors():
+        request = TraceRequest(prompt=prompt, top_k=PER_TOKEN, top_n=top_n, density_threshold=density or None,
+                               ignore_bos=ignore_bos, position=position,
+                               feature_ids=[] if highlight is None else [highlight])
+        try:
+            result = live.trace(ctx, request)
+        except UserError as exc:
+            if position is None:
+                raise
+            # e.g. a link's token position after the prompt was edited
+            st.warning(f"{md_escape(str(exc))} Showing the last token instead.")
+            result = live.trace(ctx, request.model_copy(update={"position": None}))
+        default_highlight = result.top_by_max[0].feature_id if result.top_by_max else None
+        if highlight is None and default_highlight is not None:  # shade by the prompt's top feature
+            result = live.trace(ctx, request.model_copy(update={"feature_ids": [default_highlight],
+                                                                "position": result.prediction.position}))
+        labels = trace_view.feature_labels(ctx, result)
+        selected = result.prediction.position
+
+        strip_col, pick_col = st.columns([3, 1], vertical_alignment="top")
+        with pick_col:
+            shown = highlight if highlight is not None else default_highlight
+            picked = state.url_widget(
+                SCOPE, "hl", shown, default_highlight,
+                lambda key: st.selectbox(
+                    "Shade tokens by", trace_view.highlight_choices(result, shown), key=key,
+                    format_func=lambda i: f"#{i} {labels.get(i, '')}",
+                ),
+                state.encode_number,
+            )
+        if picked != shown:
+            st.rerun()  # re-trace with the newly picked feature's per-token values
+        strip_col.html(trace_view.prompt_strip(result, labels, selected))
+        chosen = state.url_widget(
+            SCOPE, "pos", selected, len(result.tokens) - 1,
+            lambda key: st.pills("Token", list(range(len(result.tokens))), key=key,
+                                 format_func=trace_view.token_pills_format(result), label_visibility="collapsed"),
+            state.encode_number,
+        )
+        if chosen is not None and chosen != selected:
+            st.rerun()  # re-trace so the prediction and direct effects follow the chosen token
+
+        left, right = st.columns([1, 1], gap="large")
+        with left:
+            st.markdown(f"**Features at token {selected}** "
+                        f"({md_escape(trace_view.token_label(result.tokens[selected]))})")
+            trace_view.token_features_table(result.token_features[selected].features, labels)
+        with right:
+            st.markdown("**Next-token prediction**")
+            trace_view.prediction_panel(result, labels)
+
+        st.markdown("**The prompt's top features**")
+        if result.hidden_by_density:
+            st.caption(f"{result.hidden_by_density} active features denser than {density:g} are hidden.")
+        if density and not result.density_filter_applied:
+            st.caption("The density filter was not applied: the engine has no index statistics.")
+        by_max, by_sum = st.tabs(["By max activation", "By total activation"])
+        with by_max:
+            trace_view.prompt_features_table(result.top_by_max, result, labels)
+        with by_sum:
+            trace_view.prompt_features_table(result.top_by_sum, result, labels)
+else:
+    st.info("Enter a prompt and press Trace.", icon=":material/keyboard:")
+
+share_box(share_slot)

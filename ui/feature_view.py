@@ -1,0 +1,106 @@
+"""The panels of the feature page, each rendered from the typed FeaturePage payload."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from backend.inference.schemas import TraceRequest
+from backend.payloads import Example, FeaturePage, FeatureRow, IntervalGroup, LogitEntry, Neighbour
+from ui import live
+from ui.html import Shade, StripToken, chip, esc, md_escape, token_strip, value_badge
+from ui.navigation import FEATURE, link
+from ui.resources import IndexContext
+
+
+def title_html(feature_id: int, label: str, by_team: bool, dead: bool) -> str:
+    source = "team label" if by_team else "automatic label"
+    dead_mark = ' <span class="label-source">· dead</span>' if dead else ""
+    return (
+        f'<p class="feature-title"><span class="fid">#{feature_id}</span>{esc(label) or "(no label)"}'
+        f'<span class="label-source">{source}</span>{dead_mark}</p>'
+    )
+
+
+def example_rows_html(examples: list[Example], shade: Shade) -> str:
+    rows = []
+    for ex in examples:
+        tokens = [StripToken(t.text, t.act, f"id {t.token_id}") for t in ex.tokens]
+        rows.append(f'<div class="ex-row">{value_badge(ex.value, shade)}{token_strip(tokens, shade, ex.center)}</div>')
+    return "".join(rows) or '<p class="interval-head">No examples.</p>'
+
+
+def intervals_html(intervals: list[IntervalGroup], shade: Shade) -> str:
+    parts = []
+    for group in intervals:
+        shown = f"{len(group.examples)} shown" if group.examples else "none sampled"
+        parts.append(
+            f'<p class="interval-head"><b>{group.lo:.3f} – {group.hi:.3f}</b> · '
+            f"{group.activations_in_interval:,} activations in this range · {shown}</p>"
+        )
+        parts.append(example_rows_html(group.examples, shade) if group.examples else "")
+    return "".join(parts)
+
+
+def logit_table_html(entries: list[LogitEntry], kind: str) -> str:
+    rows = "".join(
+        f'<tr><td>{chip(e.token, kind, f"token id {e.token_id}")}</td><td class="num">{e.value:+.3f}</td></tr>'
+        for e in entries
+    )
+    return f'<table class="logit-table">{rows}</table>'
+
+
+def examples_panel(page: FeaturePage, shade: Shade) -> None:
+    top_tab, interval_tab = st.tabs([f"Top activations ({len(page.top_examples)})", "By activation interval"])
+    with top_tab:
+        st.html(example_rows_html(page.top_examples, shade))
+        st.caption("Framed: the token the example is about. Hover a token for its activation.")
+    with interval_tab:
+        st.html(intervals_html(page.intervals, shade))
+        st.caption("Ranges split (0, max]; zero activations are not counted. Examples are sampled uniformly.")
+
+
+def logits_panel(page: FeaturePage) -> None:
+    norm = "through the final layer norm" if page.logits_through_final_ln else "without the final layer norm"
+    st.markdown("**Output tokens** (decoder direction × unembedding)")
+    pos_col, neg_col = st.columns(2)
+    with pos_col:
+        st.caption("Promoted")
+        st.html(logit_table_html(page.logit_pos, "pos"))
+    with neg_col:
+        st.caption("Suppressed")
+        st.html(logit_table_html(page.logit_neg, "neg"))
+    st.caption(f"Logits computed {norm}.")
+
+
+def neighbour_links(neighbours: list[Neighbour], labels: dict[int, str], score_name: str) -> None:
+    if not neighbours:
+        st.caption("None recorded.")
+        return
+    for n in neighbours:
+        name_col, score_col = st.columns([5, 1], vertical_alignment="center")
+        with name_col:
+            label = labels.get(n.feature_id, n.label)
+            link(FEATURE, f"**#{n.feature_id}** {md_escape(label)}", {"id": n.feature_id},
+                 help=f"{score_name} {n.score:.3f}")
+        score_col.caption(f"{n.score:.2f}")
+
+
+def neighbours_panel(page: FeaturePage, labels: dict[int, str]) -> None:
+    cos_tab, co_tab = st.tabs(["Decoder cosine", "Co-activation"])
+    with cos_tab:
+        neighbour_links(page.cosine_neighbours, labels, "cosine similarity of decoder directions")
+    with co_tab:
+        neighbour_links(page.coactivation_neighbours, labels, "Jaccard index of the tokens both fire on")
+
+
+def try_it_result(ctx: IndexContext, row: FeatureRow, text: str) -> None:
+    """The feature's activation on every token of the reader's text, shaded on the same scale as the examples."""
+    result = live.trace(ctx, TraceRequest(prompt=text, feature_ids=[row.feature_id], top_k=1, top_n=1))
+    values = result.feature_traces[0].values
+    peak = max(range(len(values)), key=values.__getitem__) if values else None
+    strip = [StripToken(t.text, v, f"position {i}") for i, (t, v) in enumerate(zip(result.tokens, values, strict=True))]
+    outline = peak if peak is not None and values[peak] > 0 else None
+    st.html(token_strip(strip, Shade(max([row.max_act, *values]) or 1.0), outline, wrap_lines=True, css_class="wrap"))
+    fired = sum(v > 0 for v in values)
+    st.caption(f"Fires on {fired} of {len(values)} tokens · peak {max(values, default=0):.3f} "
+               f"(index max {row.max_act:.3f})")

@@ -1,0 +1,57 @@
+"""Long-lived objects shared by every session of this server process: the open index, the team store and
+the inference engine. Opening them once (`st.cache_resource`) is what keeps switching features fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from backend.inference import Inference, get_inference
+from backend.payloads import IndexInfo
+from backend.store import IndexStore
+from backend.team import TeamStore
+
+
+@dataclass(frozen=True)
+class IndexContext:
+    """The index a page works on, with what every page needs from it."""
+
+    path: Path
+    store: IndexStore
+    team: TeamStore
+    info: IndexInfo
+
+    @property
+    def key(self) -> str:
+        return str(self.path)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _open_index(path: str, modified_ns: int) -> IndexContext:
+    """Keyed by modification time too, so an index rebuilt in place is reopened."""
+    store = IndexStore.open(path)
+    info = store.info()
+    return IndexContext(path=Path(path), store=store, team=TeamStore.for_index(path, d_sae=info.d_sae), info=info)
+
+
+def open_index(path: Path) -> IndexContext:
+    """Raises NotFoundError/UserError (one sentence) for a missing or unreadable file."""
+    from backend.errors import NotFoundError
+
+    if not path.is_file():
+        raise NotFoundError(f"No index at {path}; build one with 'python -m backend index --out {path}'.")
+    with st.spinner(f"Opening {path.name}…"):
+        return _open_index(str(path.resolve()), path.stat().st_mtime_ns)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _inference(source: str, index_path: str) -> Inference:
+    return get_inference(source=source, index_path=index_path)
+
+
+def inference_for(ctx: IndexContext) -> Inference:
+    """The engine for the index's own source (the backend caches it per process; loading happens once)."""
+    with st.spinner(f"Loading {ctx.info.model} and its SAE (first time only)…"):
+        return _inference(ctx.info.source, str(ctx.path))

@@ -1,0 +1,125 @@
+"""Page state lives in the URL (`st.query_params`), so a copied link restores exactly what its sender saw.
+
+Readers parse one parameter each and raise a one-sentence `UserError` when it is malformed. Widgets are
+seeded from the URL and write their value back after each run (`url_widget`); a widget whose URL value
+changed under it (a link, the back button) is reset to the URL's value."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import streamlit as st
+
+from backend.errors import UserError
+from ui.html import md_escape
+
+T = TypeVar("T")
+
+
+def get_str(name: str, default: str = "") -> str:
+    value = st.query_params.get(name)
+    return default if value is None else value
+
+
+def get_int(name: str, default: int | None = None, lo: int | None = None, hi: int | None = None) -> int | None:
+    raw = st.query_params.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise UserError(f"The link's '{name}' must be a whole number, not '{raw}'.") from None
+    _check_range(name, value, lo, hi)
+    return value
+
+
+def get_float(
+    name: str, default: float | None = None, lo: float | None = None, hi: float | None = None
+) -> float | None:
+    raw = st.query_params.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise UserError(f"The link's '{name}' must be a number, not '{raw}'.") from None
+    if not math.isfinite(value):
+        raise UserError(f"The link's '{name}' must be a finite number, not '{raw}'.")
+    _check_range(name, value, lo, hi)
+    return value
+
+
+def get_bool(name: str, default: bool) -> bool:
+    raw = st.query_params.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise UserError(f"The link's '{name}' must be 1 or 0, not '{raw}'.")
+
+
+def get_choice(name: str, choices: Sequence[str], default: str) -> str:
+    raw = st.query_params.get(name)
+    if raw is None:
+        return default
+    if raw not in choices:
+        raise UserError(f"The link's '{name}' must be one of {', '.join(choices)}, not '{raw}'.")
+    return raw
+
+
+def _check_range(name: str, value: float, lo: float | None, hi: float | None) -> None:
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = f"between {lo} and {hi}" if lo is not None and hi is not None else (
+            f"at least {lo}" if lo is not None else f"at most {hi}"
+        )
+        raise UserError(f"The link's '{name}' must be {bounds}, not {value:g}.")
+
+
+def put(name: str, value: str | None) -> None:
+    """Set a URL parameter (None or '' removes it); untouched when unchanged, so the URL does not churn."""
+    if value is None or value == "":
+        if name in st.query_params:
+            del st.query_params[name]
+    elif st.query_params.get(name) != value:
+        st.query_params[name] = value
+
+
+def encode_number(value: float | int) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def encode_bool(value: bool) -> str:
+    return "1" if value else "0"
+
+
+def lenient(read: Callable[[], T], fallback: T) -> T:
+    """Read a parameter; if it is malformed, say so and carry on with the fallback (filters, not identities)."""
+    try:
+        return read()
+    except UserError as exc:
+        st.error(md_escape(str(exc)), icon=":material/link_off:")
+        return fallback
+
+
+def url_widget(
+    scope: str,
+    name: str,
+    url_value: T,
+    default: T,
+    render: Callable[[str], T],
+    encode: Callable[[T], str] = str,
+) -> T:
+    """Render a widget bound to URL parameter `name`: seeded from `url_value`, its value written back
+    (removed from the URL when it equals `default`, keeping links short)."""
+    key = f"{scope}.{name}"
+    seen = f"_url_seen.{key}"
+    if key not in st.session_state or st.session_state.get(seen) != url_value:
+        st.session_state[key] = url_value
+    st.session_state[seen] = url_value
+    value = render(key)
+    put(name, None if value == default or value is None else encode(value))
+    return value

@@ -1,0 +1,144 @@
+"""Steering page pieces: the features-and-strengths URL parameter, the token diff between the default
+and steered continuations, and the panels that show them."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+
+from backend.errors import UserError
+from backend.inference.schemas import MAX_STEER_FEATURES, Generation, SteerResponse, TokenInfo
+from ui import charts
+from ui.charts import ActivationSeries
+from ui.html import diff_strip, esc, visible_token
+
+
+@dataclass(frozen=True)
+class SteerTarget:
+    feature_id: int
+    strength: float | None  # None: the feature's max activation from the index
+
+
+def parse_targets(text: str) -> list[SteerTarget]:
+    """`12:4.5,30` -> feature 12 at strength 4.5 and feature 30 at its default strength."""
+    targets: list[SteerTarget] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        fid, _, strength = part.partition(":")
+        try:
+            target = SteerTarget(int(fid), float(strength) if strength.strip() else None)
+        except ValueError:
+            raise UserError(f"The link's steering feature '{part}' should look like 12 or 12:4.5.") from None
+        if target.feature_id < 0 or (target.strength is not None and not math.isfinite(target.strength)):
+            raise UserError(f"The link's steering feature '{part}' needs an id ≥ 0 and a finite strength.")
+        if target.feature_id not in {t.feature_id for t in targets}:
+            targets.append(target)
+    if len(targets) > MAX_STEER_FEATURES:
+        raise UserError(f"At most {MAX_STEER_FEATURES} features can be steered at once; the link has {len(targets)}.")
+    return targets
+
+
+def encode_targets(targets: list[SteerTarget]) -> str:
+    return ",".join(f"{t.feature_id}" + ("" if t.strength is None else f":{t.strength:g}") for t in targets)
+
+
+def targets_from_editor(frame: pd.DataFrame) -> list[SteerTarget]:
+    """Rows of the features editor -> targets (rows without an id are ignored, repeats kept once)."""
+    targets: list[SteerTarget] = []
+    for fid, strength in zip(frame["feature"], frame["strength"], strict=True):
+        if fid is None or pd.isna(fid):
+            continue
+        value = None if strength is None or pd.isna(strength) else float(strength)
+        if int(fid) not in {t.feature_id for t in targets}:
+            targets.append(SteerTarget(int(fid), value))
+    return targets
+
+
+@dataclass(frozen=True)
+class DiffMarks:
+    default_changed: list[bool]
+    steered_changed: list[bool]
+
+
+def diff_marks(default: list[str], steered: list[str]) -> DiffMarks:
+    """Which tokens of each continuation the other does not share (difflib on token texts)."""
+    a_changed, b_changed = [False] * len(default), [False] * len(steered)
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, default, steered, autojunk=False).get_opcodes():
+        if tag in ("replace", "delete"):
+            a_changed[i1:i2] = [True] * (i2 - i1)
+        if tag in ("replace", "insert"):
+            b_changed[j1:j2] = [True] * (j2 - j1)
+    return DiffMarks(a_changed, b_changed)
+
+
+def _titles(generation: Generation, feature_ids: list[int]) -> list[str]:
+    return [
+        f"logprob {t.logprob:.2f} · " + " · ".join(f"#{f} {a:.2f}" for f, a in zip(feature_ids, t.feature_activations,
+                                                                                 strict=True))
+        for t in generation.tokens
+    ]
+
+
+def _prompt_html(tokens: list[TokenInfo]) -> str:
+    return '<span class="prompt-faint">' + "".join(visible_token(t.text) for t in tokens if not t.special) + "</span>"
+
+
+def continuations_panel(result: SteerResponse) -> None:
+    steered_texts = [t.token.text for t in result.steered.tokens]
+    default_texts = [t.token.text for t in result.default.tokens] if result.default else []
+    marks = diff_marks(default_texts, steered_texts)
+    prompt = _prompt_html(result.prompt_tokens)
+    default_col, steered_col = st.columns(2, gap="medium")
+    with default_col:
+        st.markdown("**Default**")
+        if result.default:
+            titles = _titles(result.default, result.feature_ids)
+            body = diff_strip(default_texts, marks.default_changed, titles, "removed")
+            st.html(f'<div class="strip wrap">{prompt}</div>{body}')
+        else:
+            st.caption("Not generated.")
+    with steered_col:
+        st.markdown(f"**Steered** ({result.mode})")
+        body = diff_strip(steered_texts, marks.steered_changed, _titles(result.steered, result.feature_ids), "added")
+        st.html(f'<div class="strip wrap">{prompt}</div>{body}')
+    changed = sum(marks.steered_changed)
+    st.caption(f"Highlighted: tokens that differ between the runs ({changed} of {len(steered_texts)} steered tokens). "
+               "Hover a token for its log-probability and the steered features' activations.")
+
+
+def evidence_table(result: SteerResponse, labels: dict[int, str]) -> None:
+    rows = [
+        {"feature": s.feature_id, "label": labels.get(s.feature_id, ""), "strength": s.strength,
+         "strength from": "index max" if s.strength_from_index else "you",
+         "mean act default": s.mean_default, "mean act steered": s.mean_steered,
+         "active default": s.active_fraction_default, "active steered": s.active_fraction_steered}
+        for s in result.summary
+    ]
+    percent = st.column_config.NumberColumn(format="percent")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "feature": st.column_config.NumberColumn(format="%d", width="small"),
+        "strength": st.column_config.NumberColumn(format="%.2f"),
+        "mean act default": st.column_config.NumberColumn(format="%.3f"),
+        "mean act steered": st.column_config.NumberColumn(format="%.3f"),
+        "active default": percent, "active steered": percent,
+    })
+
+
+def activation_chart(result: SteerResponse, labels: dict[int, str]) -> None:
+    series = []
+    for k, fid in enumerate(result.feature_ids):
+        colour = charts.PALETTE[k % len(charts.PALETTE)]
+        name = f"#{fid} {esc(labels.get(fid, '')[:24])}"
+        runs = [("steered", result.steered, False)] + ([("default", result.default, True)] if result.default else [])
+        for run_name, generation, dashed in runs:
+            series.append(ActivationSeries(
+                f"{name} ({run_name})", [esc(t.token.text) for t in generation.tokens],
+                [t.feature_activations[k] for t in generation.tokens], dashed, colour,
+            ))
+    st.plotly_chart(charts.steered_activation_lines(series), width="stretch", config={"displayModeBar": False},
+                    key="steer_lines")
