@@ -26,7 +26,7 @@ from backend.payloads import (
     Neighbour,
     TokenCell,
 )
-from backend.tokens import display_pieces
+from backend.tokens import display_pieces, single_token_text
 
 _ROW_COLUMNS = "feature_id, label, top_token, density, max_act, mean_act, dead, cluster"
 
@@ -103,7 +103,7 @@ class IndexStore:
         )
 
     def token_text(self, token_id: int) -> str:
-        return display_pieces([token_id], self.vocab)[0] if 0 <= token_id < len(self.vocab) else ""
+        return single_token_text(token_id, self.vocab)
 
     # ---- feature table -----------------------------------------------------------------
     def list_features(self, query: FeatureQuery) -> FeatureTable:

@@ -58,6 +58,22 @@ def display_pieces(ids: list[int], table: list[bytes]) -> list[str]:
     return out
 
 
+def is_partial_token(token_id: int, table: list[bytes]) -> bool:
+    """The token's bytes are not whole UTF-8 characters (part of a multi-byte character)."""
+    try:
+        (table[token_id] if 0 <= token_id < len(table) else b"").decode("utf-8")
+        return False
+    except UnicodeDecodeError:
+        return True
+
+
+def single_token_text(token_id: int, table: list[bytes]) -> str:
+    """A token on its own (a logit table entry, a label): bytes that are not a whole character
+    are shown as <0xNN> escapes rather than as nothing or as a replacement character."""
+    raw = table[token_id] if 0 <= token_id < len(table) else b""
+    return "".join(f"<0x{b:02X}>" for b in raw) if is_partial_token(token_id, table) else raw.decode("utf-8")
+
+
 def visible_whitespace(text: str) -> str:
     """Spaces, tabs and newlines made visible for token strips (· → ↵)."""
     return text.replace(" ", "·").replace("\t", "→").replace("\n", "↵")

@@ -10,7 +10,7 @@ import torch
 
 from backend.index.accumulators import ExampleSet, FeatureStats, bin_of
 from backend.index.geometry import FeatureMap, LogitEffects, Neighbours
-from backend.tokens import display_pieces, visible_whitespace
+from backend.tokens import single_token_text, visible_whitespace
 
 
 def _list_column(matrix: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
@@ -37,7 +37,7 @@ def auto_labels(examples: ExampleSet, before: int, vocab: list[bytes], dead: np.
         weights: Counter[str] = Counter()
         for tok, v in zip(centers[f], values[f], strict=True):
             if tok >= 0 and np.isfinite(v):
-                weights[display_pieces([int(tok)], vocab)[0]] += float(v)
+                weights[single_token_text(int(tok), vocab)] += float(v)
         ranked = [t for t, _ in weights.most_common(3)]
         shown = [visible_whitespace(t) if t.strip() == "" else t.strip() for t in ranked]
         labels.append(" | ".join(shown) if shown else "")
