@@ -95,9 +95,17 @@ def browser():
         launched.close()
 
 
+def new_context(browser):
+    """A fresh browser profile; generous timeouts because a loaded 2-core CI machine is slow to serve."""
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    context.set_default_timeout(120_000)
+    context.set_default_navigation_timeout(120_000)
+    return context
+
+
 @pytest.fixture()
 def page(browser):
-    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    context = new_context(browser)
     yield context.new_page()
     context.close()
 
@@ -235,7 +243,7 @@ def test_a_shared_steering_link_gives_the_same_text_in_a_fresh_browser(server, p
     link = page.locator("[data-testid='stCode'] code").first.inner_text().strip()
     assert link.startswith(f"{server}/steer?") and "seed=7" in link and "n=12" in link and "f=3%3A6%2C7" in link
 
-    fresh = browser.new_context(viewport={"width": 1440, "height": 1000})
+    fresh = new_context(browser)
     try:
         other = fresh.new_page()
         other.goto(link)
