@@ -38,8 +38,38 @@ def _rows_dataset(rows: torch.Tensor):
     return Dataset.from_dict({"input_ids": rows.tolist()})
 
 
+@dataclass(frozen=True)
+class SAEPhase:
+    """One SAELens training run: the main run, or the revival run that continues from it."""
+
+    name: str
+    tokens: int
+    lr: float
+    warmup_steps: int
+    aux_loss_coefficient: float
+    dead_feature_window: int  # steps without firing before a feature counts as dead for the aux loss
+    continue_from_saved: bool
+
+
+def sae_phases(cfg) -> list[SAEPhase]:
+    # The main run uses a gentle auxiliary loss; the short revival run raises it so features that
+    # stopped firing are pulled back to reconstructing what the live ones miss.
+    return [
+        SAEPhase("main", cfg.sae_tokens, 7e-4, 100, 1 / 32, 500, False),
+        SAEPhase("revive", cfg.sae_revive_tokens, 3e-4, 20, 1.0, 50, True),
+    ]
+
+
 def stage_sae(paths: DemoPaths, cfg, rows: dict, device: str) -> dict:
-    result_file = paths.sae_work / "result.json"
+    results = {}
+    for phase in sae_phases(cfg):
+        if phase.tokens > 0:
+            results[phase.name] = _train_phase(paths, cfg, rows, device, phase)
+    return results
+
+
+def _train_phase(paths: DemoPaths, cfg, rows: dict, device: str, phase: SAEPhase) -> dict:
+    result_file = paths.sae_work / f"result_{phase.name}.json"
     if result_file.exists():
         return json.loads(result_file.read_text())
     os.environ.setdefault("WANDB_MODE", "disabled")
@@ -50,13 +80,13 @@ def stage_sae(paths: DemoPaths, cfg, rows: dict, device: str) -> dict:
     model = load_model(paths.lm_work, tok, device)
     hook = hook_name_for(cfg.sae_layer)
     batch_tokens = 4096
-    steps = cfg.sae_tokens // batch_tokens
+    steps = phase.tokens // batch_tokens
     runner_cfg = LanguageModelSAERunnerConfig(
         sae=TopKTrainingSAEConfig(
             d_in=cfg.lm.d_model,
             d_sae=cfg.d_sae,
             k=cfg.k,
-            aux_loss_coefficient=1 / 32,
+            aux_loss_coefficient=phase.aux_loss_coefficient,
             dtype="float32",
             device=device,
             apply_b_dec_to_input=True,
@@ -69,34 +99,43 @@ def stage_sae(paths: DemoPaths, cfg, rows: dict, device: str) -> dict:
         context_size=cfg.lm.n_ctx,
         prepend_bos=True,
         exclude_special_tokens=True,
-        training_tokens=cfg.sae_tokens,
+        training_tokens=phase.tokens,
         train_batch_size_tokens=batch_tokens,
         store_batch_size_prompts=32,
         n_batches_in_buffer=512,
-        lr=7e-4,
-        lr_warm_up_steps=100,
+        lr=phase.lr,
+        lr_warm_up_steps=phase.warmup_steps,
         lr_scheduler_name="cosineannealing",
         lr_decay_steps=steps // 5,
-        lr_end=7e-5,
-        dead_feature_window=500,
-        feature_sampling_window=1000,
+        lr_end=phase.lr / 10,
+        dead_feature_window=phase.dead_feature_window,
+        feature_sampling_window=max(phase.dead_feature_window, 100),
         device=device,
         seed=cfg.seed,
         dtype="float32",
         n_eval_batches=2,
         logger=LoggingConfig(log_to_wandb=False),
-        output_path=str(paths.work / "sae_runner_out"),
+        output_path=str(paths.work / f"sae_runner_out_{phase.name}"),
         checkpoint_path=str(paths.work / "sae_checkpoints"),
         n_checkpoints=0,
         verbose=True,
     )
+    if phase.continue_from_saved:
+        # the revival continues from the main run's SAE with this phase's aux-loss settings
+        from sae_lens.saes.sae import TrainingSAE
+
+        saved = TrainingSAE.load_from_disk(str(paths.sae_work), device)
+        saved.cfg.aux_loss_coefficient = phase.aux_loss_coefficient
+        override = saved
+    else:
+        override = None
     start = time.time()
     sae = LanguageModelSAETrainingRunner(
-        runner_cfg, override_model=model, override_dataset=_rows_dataset(rows["train"])
+        runner_cfg, override_model=model, override_dataset=_rows_dataset(rows["train"]), override_sae=override
     ).run()
     sae.fold_W_dec_norm()  # keeps activations comparable across features
     sae.save_inference_model(str(paths.sae_work))  # inference format: loads with SAE.load_from_disk
-    result = SAETrainResult(hook, cfg.d_sae, cfg.k, cfg.sae_tokens, time.time() - start)
+    result = SAETrainResult(hook, cfg.d_sae, cfg.k, phase.tokens, time.time() - start)
     result_file.write_text(json.dumps(asdict(result), indent=1))
     return asdict(result)
 
