@@ -76,7 +76,7 @@ def main() -> None:
             b, st = top_logit_mass(source, prompt, row.feature_id, strength, top_ids)
             mass_d += b / len(PROMPTS)
             mass_s += st / len(PROMPTS)
-        ratio = mean_s / max(mean_d, 1e-6)
+        ratio = mean_s / mean_d if mean_d > 0 else (float("inf") if mean_s > 0 else 0.0)
         ratios.append(ratio)
         shifts.append(mass_s > mass_d)
         print(f"{row.feature_id:>7}  {row.label[:28]:<28} {strength:>8.2f}  {mean_d:>11.3f} {mean_s:>11.3f} "
