@@ -146,7 +146,7 @@ def write_index(
         schema.write_table(
             con,
             "examples",
-            tables.example_table(state.top.examples, state.intervals.examples, state.stats, cfg.window_before),
+            tables.example_table(state.top.examples, state.intervals.examples, cfg.window_before),
             "feature_id, kind DESC, interval_idx, rank",
         )
         schema.write_table(con, "vocab", tables.vocab_table(vocab), "token_id")

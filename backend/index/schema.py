@@ -17,45 +17,8 @@ DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 """
 
-# Tables are created from Arrow tables (CREATE TABLE AS ... ORDER BY); their columns are:
-FEATURE_COLUMNS = (
-    "feature_id",
-    "label",
-    "top_token",
-    "dead",
-    "fire_count",
-    "density",
-    "max_act",
-    "mean_act",
-    "hist_bound",
-    "hist_counts",
-    "logit_pos_ids",
-    "logit_pos_values",
-    "logit_neg_ids",
-    "logit_neg_values",
-    "logit_hist_counts",
-    "logit_hist_lo",
-    "logit_hist_hi",
-    "cos_ids",
-    "cos_values",
-    "coact_ids",
-    "coact_values",
-    "umap_x",
-    "umap_y",
-    "cluster",
-)
-EXAMPLE_COLUMNS = (
-    "feature_id",
-    "kind",
-    "interval_idx",
-    "rank",
-    "value",
-    "row_id",
-    "pos",
-    "center",
-    "token_ids",
-    "acts",
-)
+# The features, examples and vocab tables are created from the Arrow tables of backend/index/tables.py
+# (CREATE TABLE AS ... ORDER BY), so their columns are defined in one place.
 
 
 @contextmanager

@@ -93,7 +93,7 @@ def feature_table(
     )
 
 
-def example_table(top: ExampleSet, intervals: ExampleSet, stats: FeatureStats, before: int) -> pa.Table:
+def example_table(top: ExampleSet, intervals: ExampleSet, before: int) -> pa.Table:
     """Top examples (kind 'top') and interval samples (kind 'interval') in one long table."""
     parts = []
     d_sae, k = top.value.shape
