@@ -2,7 +2,8 @@
 strength (the feature's max activation) and measure, in one run:
 
 - the feature's mean activation on the generated tokens, steered vs default (the engine
-  records it while generating; target >= 3x);
+  records it while generating; target >= 3x), both as the SAE reads the edited residual (what
+  the rest of the model sees) and before the edit (what the steered text itself evokes);
 - the probability mass the next-token distribution puts on the feature's top-10 logit
   tokens at the end of the prompt, steered vs default.
 
@@ -57,13 +58,13 @@ def main() -> None:
     # features that fire on 0.01%-1% of tokens: specific enough to have a meaning of their own
     rows = store.list_features(FeatureQuery(min_density=1e-4, max_density=1e-2, limit=5000)).rows
     chosen = sorted(random.Random(args.seed).sample(rows, min(args.features, len(rows))), key=lambda r: r.feature_id)
-    print(f"{'feature':>7}  {'label':<28} {'strength':>8}  {'act default':>11} {'act steered':>11} {'ratio':>7}  "
-          f"{'P(top logits) default':>21} {'steered':>8}")
-    ratios, shifts = [], []
+    print(f"{'feature':>7}  {'label':<24} {'strength':>8}  {'act default':>11} {'after edit':>10} {'ratio':>6}  "
+          f"{'text evokes':>11} {'ratio':>6}  {'P(top logits) default':>21} {'steered':>8}")
+    ratios, evoked_ratios, shifts = [], [], []
     for row in chosen:
         page = store.feature_page(row.feature_id)
         top_ids = [e.token_id for e in page.logit_pos]
-        mean_d = mean_s = mass_d = mass_s = 0.0
+        mean_d = mean_s = mean_edit = mass_d = mass_s = 0.0
         strength = 0.0
         for prompt in PROMPTS:
             res = inference.steer(SteerRequest(prompt=prompt, features=[SteerFeature(feature_id=row.feature_id)],
@@ -73,16 +74,23 @@ def main() -> None:
             strength = s.strength
             mean_d += (s.mean_default or 0.0) / len(PROMPTS)
             mean_s += s.mean_steered / len(PROMPTS)
+            mean_edit += s.mean_steered_after_edit / len(PROMPTS)
             b, st = top_logit_mass(source, prompt, row.feature_id, strength, top_ids)
             mass_d += b / len(PROMPTS)
             mass_s += st / len(PROMPTS)
-        ratio = mean_s / mean_d if mean_d > 0 else (float("inf") if mean_s > 0 else 0.0)
+        ratio, evoked_ratio = _ratio(mean_edit, mean_d), _ratio(mean_s, mean_d)
         ratios.append(ratio)
+        evoked_ratios.append(evoked_ratio)
         shifts.append(mass_s > mass_d)
-        print(f"{row.feature_id:>7}  {row.label[:28]:<28} {strength:>8.2f}  {mean_d:>11.3f} {mean_s:>11.3f} "
-              f"{ratio:>7.1f}  {mass_d:>21.4f} {mass_s:>8.4f}")
-    print(f"features with >= 3x activation on generated tokens: {sum(r >= 3 for r in ratios)}/{len(ratios)}; "
-          f"next-token mass moved toward top logit tokens: {sum(shifts)}/{len(shifts)}")
+        print(f"{row.feature_id:>7}  {row.label[:24]:<24} {strength:>8.2f}  {mean_d:>11.3f} {mean_edit:>10.3f} "
+              f"{ratio:>6.1f}  {mean_s:>11.3f} {evoked_ratio:>6.1f}  {mass_d:>21.4f} {mass_s:>8.4f}")
+    print(f"features with >= 3x activation on generated tokens: {sum(r >= 3 for r in ratios)}/{len(ratios)} as the "
+          f"model reads it (after the edit), {sum(r >= 3 for r in evoked_ratios)}/{len(evoked_ratios)} evoked by the "
+          f"steered text alone; next-token mass moved toward top logit tokens: {sum(shifts)}/{len(shifts)}")
+
+
+def _ratio(steered: float, default: float) -> float:
+    return steered / default if default > 0 else (float("inf") if steered > 0 else 0.0)
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def test_cached_generation_equals_brute_force(engine, source, mode: SteerMode, p
     assert response.steered.tokens != response.default.tokens  # the edit changed the text
 
 
-def test_recorded_activations_are_what_the_generated_text_evokes(engine, source):
+def test_recorded_activations_before_and_after_the_edit(engine, source):
     features = [SteerFeature(feature_id=5, strength=9.0), SteerFeature(feature_id=12, strength=-3.0)]
     response = engine.steer(SteerRequest(prompt=PROMPT, features=features, max_new_tokens=10, seed=3))
     prompt_ids = [t.id for t in response.prompt_tokens]
@@ -151,6 +151,18 @@ def test_recorded_activations_are_what_the_generated_text_evokes(engine, source)
             fresh = source.sae.encode(cache[source.hook_name][0])[len(prompt_ids):, [5, 12]]
         recorded = torch.tensor([t.feature_activations for t in run.tokens])
         torch.testing.assert_close(recorded, fresh, atol=1e-4, rtol=0)
+        # after the edit: the encoding of resid + 9·W_dec[5] - 3·W_dec[12] (the steered run adds at every
+        # non-special position), the plain encoding in the default run
+        steered_at = ~torch.isin(torch.tensor(ids), torch.tensor(source.special_token_ids())) & (index == 1)
+        edit = steered_at[:, None] * (9.0 * source.sae.W_dec[5] - 3.0 * source.sae.W_dec[12])
+        with torch.no_grad():
+            edited = source.sae.encode(cache[source.hook_name][0] + edit)[len(prompt_ids):, [5, 12]]
+        recorded_after = torch.tensor([t.feature_activations_after_edit for t in run.tokens])
+        torch.testing.assert_close(recorded_after, edited, atol=1e-4, rtol=0)
+        if index == 1:
+            summary = response.summary[0]
+            assert summary.mean_steered_after_edit == pytest.approx(recorded_after[:, 0].mean().item(), abs=1e-5)
+            assert summary.mean_steered_after_edit > summary.mean_steered  # +9 along feature 5's own direction
         for column, summary in enumerate(response.summary):
             mean = summary.mean_default if index == 0 else summary.mean_steered
             fraction = summary.active_fraction_default if index == 0 else summary.active_fraction_steered

@@ -77,9 +77,13 @@ def diff_marks(default: list[str], steered: list[str]) -> DiffMarks:
 
 
 def _titles(generation: Generation, feature_ids: list[int]) -> list[str]:
+    def one(feature_id: int, evoked: float, read: float) -> str:
+        return f"#{feature_id} {evoked:.2f}" + (f" (model reads {read:.2f})" if abs(read - evoked) > 5e-3 else "")
+
     return [
-        f"logprob {t.logprob:.2f} · " + " · ".join(f"#{f} {a:.2f}" for f, a in zip(feature_ids, t.feature_activations,
-                                                                                 strict=True))
+        f"logprob {t.logprob:.2f} · " + " · ".join(
+            one(f, a, b) for f, a, b in zip(feature_ids, t.feature_activations, t.feature_activations_after_edit,
+                                            strict=True))
         for t in generation.tokens
     ]
 
@@ -115,7 +119,8 @@ def evidence_table(result: SteerResponse, labels: dict[int, str]) -> None:
     rows = [
         {"feature": s.feature_id, "label": labels.get(s.feature_id, ""), "strength": s.strength,
          "strength from": "index max" if s.strength_from_index else "you",
-         "mean act default": s.mean_default, "mean act steered": s.mean_steered,
+         "mean act default": s.mean_default, "mean act steered (model reads)": s.mean_steered_after_edit,
+         "mean act steered (text evokes)": s.mean_steered,
          "active default": s.active_fraction_default, "active steered": s.active_fraction_steered}
         for s in result.summary
     ]
@@ -124,7 +129,10 @@ def evidence_table(result: SteerResponse, labels: dict[int, str]) -> None:
         "feature": st.column_config.NumberColumn(format="%d", width="small"),
         "strength": st.column_config.NumberColumn(format="%.2f"),
         "mean act default": st.column_config.NumberColumn(format="%.3f"),
-        "mean act steered": st.column_config.NumberColumn(format="%.3f"),
+        "mean act steered (model reads)": st.column_config.NumberColumn(
+            format="%.3f", help="Encoded from the residual after the steering edit: what the later layers see."),
+        "mean act steered (text evokes)": st.column_config.NumberColumn(
+            format="%.3f", help="Encoded from the residual before the edit: what the steered text itself evokes."),
         "active default": percent, "active steered": percent,
     })
 

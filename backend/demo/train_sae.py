@@ -40,7 +40,8 @@ def _rows_dataset(rows: torch.Tensor):
 
 @dataclass(frozen=True)
 class SAEPhase:
-    """One SAELens training run: the main run, or the revival run that continues from it."""
+    """One SAELens training run: the main run, or the short run that continues from it after its
+    dead latents were re-seeded (see `resample.py`)."""
 
     name: str
     tokens: int
@@ -49,14 +50,17 @@ class SAEPhase:
     aux_loss_coefficient: float
     dead_feature_window: int  # steps without firing before a feature counts as dead for the aux loss
     continue_from_saved: bool
+    resample_dead_first: bool = False
+
+
+RESAMPLE_TOKENS = 300_000  # training tokens used to find dead latents and draw their seed tokens
 
 
 def sae_phases(cfg) -> list[SAEPhase]:
-    # The main run uses a gentle auxiliary loss; the short revival run raises it so features that
-    # stopped firing are pulled back to reconstructing what the live ones miss.
     return [
-        SAEPhase("main", cfg.sae_tokens, 7e-4, 100, 1 / 32, 500, False),
-        SAEPhase("revive", cfg.sae_revive_tokens, 3e-4, 20, 1.0, 50, True),
+        SAEPhase("main", cfg.sae_tokens, 7e-4, 100, 1 / 32, 500, continue_from_saved=False),
+        SAEPhase("revive", cfg.sae_revive_tokens, 3e-4, 20, 1 / 32, 100, continue_from_saved=True,
+                 resample_dead_first=True),
     ]
 
 
@@ -120,8 +124,11 @@ def _train_phase(paths: DemoPaths, cfg, rows: dict, device: str, phase: SAEPhase
         n_checkpoints=0,
         verbose=True,
     )
+    resample_report = None
+    if phase.resample_dead_first:
+        resample_report = _resample(paths, cfg, rows["train"], model, hook, tok.all_special_ids)
     if phase.continue_from_saved:
-        # the revival continues from the main run's SAE with this phase's aux-loss settings
+        # continues from the previous run's SAE with this phase's aux-loss settings
         from sae_lens.saes.sae import TrainingSAE
 
         saved = TrainingSAE.load_from_disk(str(paths.sae_work), device)
@@ -136,8 +143,24 @@ def _train_phase(paths: DemoPaths, cfg, rows: dict, device: str, phase: SAEPhase
     sae.fold_W_dec_norm()  # keeps activations comparable across features
     sae.save_inference_model(str(paths.sae_work))  # inference format: loads with SAE.load_from_disk
     result = SAETrainResult(hook, cfg.d_sae, cfg.k, phase.tokens, time.time() - start)
-    result_file.write_text(json.dumps(asdict(result), indent=1))
-    return asdict(result)
+    out = {**asdict(result), "resample": asdict(resample_report) if resample_report else None}
+    result_file.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def _resample(paths: DemoPaths, cfg, train_rows: torch.Tensor, model, hook: str, special_ids: list[int]):
+    """Re-seed the saved SAE's dead latents (found on the last training rows) and save it back."""
+    from sae_lens import SAE
+
+    from backend.demo.resample import collect_activations, resample_dead_latents
+
+    sae = SAE.load_from_disk(str(paths.sae_work), device=str(model.cfg.device))
+    acts = collect_activations(model, train_rows.flip(0), hook, RESAMPLE_TOKENS, special_ids)
+    report = resample_dead_latents(sae, acts, seed=cfg.seed)
+    print(f"[train-demo] re-seeded {report.resampled} dead latents ({report.resampled_firing_after} fire again)",
+          flush=True)
+    sae.save_model(str(paths.sae_work))
+    return report
 
 
 def stage_eval(paths: DemoPaths, cfg, rows: dict, device: str) -> dict:

@@ -240,10 +240,12 @@ class LocalInference:
         rendered = self._renderer.render(prompt_ids + generated_ids)[len(prompt_ids):]
         tokens = [
             GeneratedToken(token=info, logprob=choice.logprob, feature_activations=acts,
+                           feature_activations_after_edit=edited_acts,
                            alternatives=[TokenLogprob(token=self._renderer.render_one(i), logprob=lp)
                                          for i, lp in zip(choice.alternative_ids, choice.alternative_logprobs,
                                                           strict=True)])
-            for info, choice, acts in zip(rendered, run.choices, run.feature_acts.tolist(), strict=True)]
+            for info, choice, acts, edited_acts in zip(rendered, run.choices, run.feature_acts.tolist(),
+                                                       run.feature_acts_after_edit.tolist(), strict=True)]
         text = "".join(t.text for t in rendered if not t.special)
         return Generation(text=text, tokens=tokens, stopped_at_eos=run.stopped_at_eos)
 
@@ -261,4 +263,6 @@ def _summary(index: int, strength: ResolvedStrength, default_run: GenerationRun 
     return SteeredFeatureSummary(feature_id=strength.feature_id, strength=strength.value,
                                  strength_from_index=strength.from_index,
                                  mean_default=default_mean, mean_steered=steered_mean,
+                                 mean_steered_after_edit=float(steered_run.feature_acts_after_edit[:, index].mean())
+                                 if len(steered_run.choices) else 0.0,
                                  active_fraction_default=default_fraction, active_fraction_steered=steered_fraction)

@@ -38,7 +38,8 @@ class TokenChoice:
 @dataclass(frozen=True)
 class GenerationRun:
     choices: list[TokenChoice]
-    feature_acts: torch.Tensor  # [n_generated, n_features], at each generated token's own position
+    feature_acts: torch.Tensor  # [n_generated, n_features], at each generated token's own position, before the edit
+    feature_acts_after_edit: torch.Tensor  # the same, encoded from the edited residual
     stopped_at_eos: bool
 
 
@@ -96,5 +97,6 @@ def generate(model, hook_name: str, hook_layer: int, prompt_tokens: torch.Tensor
         sae_hook.prepare(chunk, start)
         model(chunk, past_kv_cache=cache, attention_mask=torch.ones_like(chunk), stop_at_layer=hook_layer + 1)
     prompt_length = prompt_tokens.shape[1]
-    feature_acts = sae_hook.recorded()[0, prompt_length:prompt_length + len(choices)].float().cpu()
-    return GenerationRun(choices, feature_acts, stopped)
+    generated = slice(prompt_length, prompt_length + len(choices))
+    return GenerationRun(choices, sae_hook.recorded()[0, generated].float().cpu(),
+                         sae_hook.recorded_after_edit()[0, generated].float().cpu(), stopped)

@@ -239,6 +239,9 @@ class GeneratedToken(BaseModel):
     feature_activations: list[float] = Field(description="Activation of each steered feature (in request order) at "
                                                          "this token, encoded from the residual before the steering "
                                                          "edit: what the text itself evokes.")
+    feature_activations_after_edit: list[float] = Field(
+        description="The same features encoded from the residual after the steering edit: what the rest of the "
+                    "model reads. Equal to feature_activations in the default run and at unsteered positions.")
 
 
 class Generation(BaseModel):
@@ -252,7 +255,10 @@ class SteeredFeatureSummary(BaseModel):
     strength: float = Field(description="Strength used (after defaults and the multiplier); 0 when ablating.")
     strength_from_index: bool = Field(description="The strength came from the feature's max activation.")
     mean_default: float | None = Field(description="Mean activation over default generated tokens.")
-    mean_steered: float = Field(description="Mean activation over steered generated tokens.")
+    mean_steered: float = Field(description="Mean activation over steered generated tokens, before the edit (what "
+                                            "the steered text evokes).")
+    mean_steered_after_edit: float = Field(description="Mean activation over steered generated tokens, encoded "
+                                                       "from the edited residual (what the model reads).")
     active_fraction_default: float | None
     active_fraction_steered: float
 

@@ -55,7 +55,8 @@ class SaeHook:
 
     Call `prepare(chunk_tokens, start_position)` before each forward call; after the calls,
     `recorded()` holds the encoding of `feature_ids` at every position seen, measured before the
-    steering edit (so it shows what the text evokes, not the edit itself).
+    steering edit (what the text itself evokes), and `recorded_after_edit()` the encoding of the
+    edited activation (what the rest of the model reads; equal to `recorded()` when not steering).
     """
 
     sae: torch.nn.Module
@@ -64,6 +65,7 @@ class SaeHook:
     special_ids: torch.Tensor
     _mask: torch.Tensor | None = None
     _chunks: list[torch.Tensor] = field(default_factory=list)
+    _edited_chunks: list[torch.Tensor] = field(default_factory=list)
     _decoder_rows: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
@@ -79,14 +81,20 @@ class SaeHook:
         """[batch, positions, n_features] activations, in position order."""
         return torch.cat(self._chunks, dim=1)
 
+    def recorded_after_edit(self) -> torch.Tensor:
+        """[batch, positions, n_features] activations of the edited residual, in position order."""
+        return torch.cat(self._edited_chunks, dim=1)
+
     def __call__(self, activation: torch.Tensor, hook=None) -> torch.Tensor:
         flat = activation.reshape(*activation.shape[:2], -1)  # hook_z SAEs read heads concatenated
         feature_acts = self.sae.encode(flat)[..., self._feature_index]
         self._chunks.append(feature_acts.detach())
         if self.plan is None:
+            self._edited_chunks.append(self._chunks[-1])
             return activation
         if self._mask is None or self._mask.shape != flat.shape[:2]:
             raise RuntimeError("SaeHook.prepare() must be called with each forward chunk before steering.")
         coefficients = steering_coefficients(feature_acts, self.plan) * self._mask.unsqueeze(-1)
         edited = flat + (coefficients.to(self._decoder_rows.dtype) @ self._decoder_rows).to(flat.dtype)
+        self._edited_chunks.append(self.sae.encode(edited)[..., self._feature_index].detach())
         return edited.reshape(activation.shape)
