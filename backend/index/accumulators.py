@@ -102,6 +102,17 @@ class ExampleSet:
     def fields(self):
         return self.value, self.row, self.pos, self.tokens, self.acts
 
+    def assign(self, features: torch.Tensor, other: ExampleSet) -> None:
+        """Overwrite the slots of `features` (first dim) with `other`."""
+        for target, part in zip(self.fields(), other.fields(), strict=True):
+            target[features] = part
+
+    def merge(self, features: torch.Tensor, fresh: ExampleSet, dim: int, keep: torch.Tensor) -> None:
+        """The slots of `features` become entries `keep` (along `dim`) of their current slots followed by
+        `fresh`: the one merge step top-k examples and interval samples share."""
+        current = ExampleSet(*(x[features] for x in self.fields()))
+        self.assign(features, ExampleSet.cat(current, fresh, dim).take(keep, dim))
+
 
 def _scatter_examples(
     batch: SparseBatch,
@@ -176,11 +187,8 @@ class TopExamples:
         touched, row = _touched(batch.feat[cand])
         fresh = _scatter_examples(batch, cand, (row, rank), (len(touched), self.k), tokens, acts, self.before,
                                   self.after)
-        current = self.examples.take(touched.view(-1, 1).expand(-1, self.k), dim=0)
-        merged = ExampleSet.cat(current, fresh, dim=1)
-        best = merged.value.topk(self.k, dim=1).indices
-        for target, part in zip(self.examples.fields(), merged.take(best, dim=1).fields(), strict=True):
-            target[touched] = part
+        best = torch.cat([self.examples.value[touched], fresh.value], dim=1).topk(self.k, dim=1).indices
+        self.examples.merge(touched, fresh, 1, best)
 
 
 class IntervalSamples:
@@ -201,8 +209,7 @@ class IntervalSamples:
         keep = pri.topk(s, dim=2, largest=False).indices
         pairs = ExampleSet(*(x[features].reshape(n, g // 2, 2 * s, *x.shape[3:]) for x in self.examples.fields()))
         merged = ExampleSet.cat(pairs.take(keep, dim=2), ExampleSet.empty((n, g - g // 2, s), self.width), dim=1)
-        for target, part in zip(self.examples.fields(), merged.fields(), strict=True):
-            target[features] = part
+        self.examples.assign(features, merged)
         self.priority[features] = torch.cat(
             [torch.gather(pri, 2, keep), torch.full((n, g - g // 2, s), float("inf"))], 1
         )
@@ -230,11 +237,7 @@ class IntervalSamples:
         pri = torch.cat([self.priority[touched], fresh_pri], dim=2)
         keep = pri.topk(self.per_group, dim=2, largest=False).indices
         self.priority[touched] = torch.gather(pri, 2, keep)
-        index = touched.view(-1, 1, 1).expand(shape)
-        current = self.examples.take(index, dim=0)
-        merged = ExampleSet.cat(current, fresh, dim=2).take(keep, dim=2)
-        for target, part in zip(self.examples.fields(), merged.fields(), strict=True):
-            target[touched] = part
+        self.examples.merge(touched, fresh, 2, keep)
 
 
 class CoActivation:
