@@ -12,6 +12,7 @@ from ui.feature_view import examples_panel, logits_panel, neighbours_panel, titl
 from ui.feedback import flash, reported_errors
 from ui.frame import page_frame
 from ui.html import Shade, md_escape
+from ui.identity import author_name
 from ui.lists_view import add_to_list_popover
 from ui.navigation import FEATURE, STEER, link, share_box
 
@@ -37,7 +38,7 @@ label = team_label.text if team_label else row.label
 title_col, prev_col, next_col, random_col, share_col = st.columns(
     [7.4, 1.1, 1.1, 0.7, 1.9], vertical_alignment="center"
 )
-title_col.html(title_html(feature_id, label, team_label is not None, row.dead))
+title_col.html(title_html(feature_id, label, team_label, row.dead))
 with prev_col:
     if feature_id > 0:
         link(FEATURE, f"#{feature_id - 1}", {"id": feature_id - 1}, icon=":material/chevron_left:",
@@ -77,7 +78,7 @@ with label_col, st.form(f"label_form.{feature_id}", border=False):
                                          help=f"Go back to the automatic label: {md_escape(row.label)}")
     if save or reset:
         with reported_errors():
-            ctx.team.set_label(feature_id, "" if reset else new_label)
+            ctx.team.set_label(feature_id, "" if reset else new_label, author=author_name())
             flash("Label reset to the automatic one." if reset or not new_label.strip() else "Label saved.")
             st.rerun()
 with list_col:

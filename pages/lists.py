@@ -72,17 +72,19 @@ with main:
             "note": [i.note for i in items],
             "remove": [False] * len(items),
             "added": [i.added_at.replace("T", " ").removesuffix("+00:00") for i in items],
+            "by": [i.added_by for i in items],
         })
         with st.form(f"items.{chosen.list_id}", border=False):
             edited = st.data_editor(
                 table, hide_index=True, width="stretch", key=f"items_editor.{chosen.list_id}",
-                disabled=["open", "feature", "label", "added"],
+                disabled=["open", "feature", "label", "added", "by"],
                 column_config={
                     "open": st.column_config.LinkColumn("", display_text="open ↗", width="small"),
                     "feature": st.column_config.NumberColumn(format="%d", width="small"),
                     "label": st.column_config.TextColumn(width="medium"),
                     "note": st.column_config.TextColumn("note (editable)", width="large", max_chars=2000),
                     "added": st.column_config.TextColumn("added (UTC)", width="small"),
+                    "by": st.column_config.TextColumn("added by", width="small"),
                     "remove": st.column_config.CheckboxColumn("remove", width="small"),
                 },
             )

@@ -193,12 +193,13 @@ def test_lists_page_shows_lists_from_the_team_store(index, open_page):
 
 def test_labels_and_lists_are_saved_from_the_feature_page(index, open_page):
     at = open_page("feature", id=6)
+    widget(at.sidebar.text_input, "Your name (signs labels and notes)").input("Ada <b>").run()
     widget(at.text_input, "Label (shared with the team; overrides the automatic label everywhere)").input("colons")
     widget(at.button, "Save").click().run()
     assert_clean(at)
     team = TeamStore.for_index(index)
-    assert team.get_labels([6])[6].text == "colons"
-    assert '#6</span>colons<span class="label-source">team label' in rendered(at)
+    assert (team.get_labels([6])[6].text, team.get_labels([6])[6].author) == ("colons", "Ada <b>")
+    assert '#6</span>colons<span class="label-source">team label by Ada &lt;b&gt; · 20' in rendered(at)
 
     widget(at.text_input, "…or a new list named").input("punctuation")
     widget(at.text_area, "Note").input("ends a def line")
@@ -206,7 +207,11 @@ def test_labels_and_lists_are_saved_from_the_feature_page(index, open_page):
         .click().run()
     assert_clean(at)
     (saved,) = team.lists()
-    assert saved.name == "punctuation" and team.list_items(saved.list_id)[0].note == "ends a def line"
+    (item,) = team.list_items(saved.list_id)
+    assert (saved.name, item.note, item.added_by) == ("punctuation", "ends a def line", "Ada <b>")
+    listed = open_page("lists", list=saved.list_id)
+    notes = listed.get("arrow_data_frame")[0].value if listed.get("arrow_data_frame") else listed.dataframe[0].value
+    assert list(notes["by"]) == ["Ada <b>"]
 
     table = open_page("features", q="colons")
     assert "✎ colons" in list(table.dataframe[0].value["label"])

@@ -6,14 +6,18 @@ import streamlit as st
 
 from backend.inference.schemas import TraceRequest
 from backend.payloads import Example, FeaturePage, FeatureRow, IntervalGroup, LogitEntry, Neighbour
+from backend.team import TeamLabel
 from ui import live
 from ui.html import Shade, StripToken, chip, esc, md_escape, token_strip, value_badge
 from ui.navigation import FEATURE, link
 from ui.resources import IndexContext
 
 
-def title_html(feature_id: int, label: str, by_team: bool, dead: bool) -> str:
-    source = "team label" if by_team else "automatic label"
+def title_html(feature_id: int, label: str, team_label: TeamLabel | None, dead: bool) -> str:
+    source = "automatic label"
+    if team_label is not None:
+        source = "team label" + (f" by {esc(team_label.author)}" if team_label.author else "")
+        source += f" · {team_label.updated_at[:10]}"
     dead_mark = ' <span class="label-source">· dead</span>' if dead else ""
     return (
         f'<p class="feature-title"><span class="fid">#{feature_id}</span>{esc(label) or "(no label)"}'

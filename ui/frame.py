@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import index_choice, theme
+from ui import identity, index_choice, theme
 from ui.feedback import show_flash
 from ui.navigation import PageRef, streamlit_pages
 from ui.resources import IndexContext
@@ -35,5 +35,6 @@ def page_frame(page: PageRef) -> IndexContext:
     if ctx is None:
         st.stop()
     index_choice.sidebar_description(ctx)
+    identity.sidebar_author_input()
     show_flash()
     return ctx

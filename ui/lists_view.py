@@ -8,6 +8,7 @@ from backend.errors import UserError
 from backend.team import TeamList
 from ui.feedback import flash, reported_errors
 from ui.html import md_escape
+from ui.identity import author_name
 from ui.resources import IndexContext
 
 NEW_LIST = "New list…"
@@ -26,7 +27,7 @@ def add_to_list_popover(ctx: IndexContext, feature_ids: list[int], key: str) -> 
             if st.form_submit_button("Save", icon=":material/bookmark_add:", type="primary"):
                 with reported_errors():
                     target = _target_list(ctx, lists, choice, new_name)
-                    ctx.team.add_many_to_list(target.list_id, feature_ids, note)
+                    ctx.team.add_many_to_list(target.list_id, feature_ids, note, author=author_name())
                     plural = "" if single else "s"
                     flash(f"Saved {len(feature_ids):,} feature{plural} to '{md_escape(target.name)}'.")
                     st.rerun()

@@ -32,7 +32,7 @@ class DemoBuildConfig:
     d_sae: int = 4096
     k: int = 32
     sae_tokens: int = 8_000_000
-    sae_revive_tokens: int = 2_000_000  # a short second run with a strong aux loss revives dead features
+    sae_revive_tokens: int = 2_000_000  # a short second run after dead latents are re-seeded (resample.py)
     eval_tokens: int = 520_000  # >= 500k held-out tokens
     seed: int = 0
 
