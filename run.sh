@@ -42,8 +42,8 @@ case "$cmd" in
   dashboard)
     ensure_venv
     export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
-    if [ ! -f cache/demo.duckdb ]; then
-      echo "[setup] building the demo feature index (first start only, about a minute or two)"
+    if [ ! -f cache/demo.duckdb ] || [ backend/demo/artifacts/sae/sae_weights.safetensors -nt cache/demo.duckdb ]; then
+      echo "[setup] building the demo feature index (first start, or new demo weights; a few minutes)"
       "$VENV/bin/python" -m backend index --source demo --out cache/demo.duckdb
     fi
     exec "$VENV/bin/python" -m streamlit run app.py --server.headless true \

@@ -22,6 +22,8 @@ class IndexInfo(BaseModel):
     logits_through_final_ln: bool
     built_at: str
     build_seconds: float
+    sae_weights_sha256: str | None = Field(None, description="the SAE weights file it was built from (sources on "
+                                                               "disk only; older indexes lack it)")
     schema_version: int
 
 

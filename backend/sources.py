@@ -59,6 +59,29 @@ class SourceSpec(BaseModel, frozen=True):
         return f"local:{self.model}:{self.sae_dir}{tail}"
 
 
+SAE_WEIGHTS_FILE = "sae_weights.safetensors"  # SAELens disk format
+
+
+def sae_weights_digest(spec: SourceSpec) -> str | None:
+    """sha256 of the SAE's weights file for sources on disk (None for hub sources, named by release and id).
+
+    An index records it, so the app can tell when the SAE it was built from has since changed (e.g. a pull
+    brought new demo weights) without loading the model."""
+    import hashlib
+
+    if spec.kind == "pretrained":
+        return None
+    sae_dir = ARTIFACTS_DIR / "sae" if spec.kind == "demo" else Path(spec.sae_dir or "")
+    weights = sae_dir / SAE_WEIGHTS_FILE
+    if not weights.is_file():
+        return None
+    digest = hashlib.sha256()
+    with weights.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 @dataclass
 class LoadedSource:
     spec: SourceSpec

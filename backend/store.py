@@ -99,6 +99,7 @@ class IndexStore:
             logits_through_final_ln=m["logits_through_final_ln"],
             built_at=m["built_at"],
             build_seconds=m["build_seconds_total"],
+            sae_weights_sha256=m.get("sae_weights_sha256"),
             schema_version=m["schema_version"],
         )
 

@@ -4,12 +4,15 @@ feature page is fast."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import statistics
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -316,3 +319,21 @@ def test_feature_page_renders_within_a_second_and_never_reloads_the_model(index,
         assert f'<span class="fid">#{fid}</span>' in rendered(at)
     assert statistics.median(timings) <= 1.0, timings
     assert dict(sources._CACHE) == loaded  # same model objects: switching features loaded nothing
+
+
+def test_an_index_built_from_other_sae_weights_is_flagged_with_the_rebuild_command(index, open_page, tiny_dirs,
+                                                                                   monkeypatch):
+    weights = tiny_dirs.sae_dir / "sae_weights.safetensors"
+    stale = index.with_name("stale.duckdb")
+    shutil.copy(index, stale)
+    with duckdb.connect(str(stale)) as con:  # as if the SAE had been retrained after this index was built
+        (recorded,) = con.execute("SELECT value FROM meta WHERE key = 'sae_weights_sha256'").fetchone()
+        con.execute("UPDATE meta SET value = ? WHERE key = 'sae_weights_sha256'", [json.dumps("0" * 64)])
+    assert json.loads(recorded) == hashlib.sha256(weights.read_bytes()).hexdigest()
+
+    assert not [w for w in open_page("features").sidebar.warning if "other SAE weights" in w.value]
+    monkeypatch.setenv("SAE_EXPLORER_INDEX", str(stale))
+    at = open_page("features")
+    assert_clean(at)
+    (warning,) = [w.value for w in at.sidebar.warning if "other SAE weights" in w.value]
+    assert f"python -m backend index --source {tiny_dirs.spec} --out {stale}" in warning

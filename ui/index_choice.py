@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from backend.errors import UserError
+from backend.sources import SourceSpec, sae_weights_digest
 from ui import state
 from ui.html import md_code, md_escape
 from ui.resources import IndexContext, open_index
@@ -75,6 +76,22 @@ def sidebar_description(ctx: IndexContext) -> None:
         f"Dataset: {md_escape(Path(info.dataset).name or info.dataset)}"
     )
     st.sidebar.caption(f"Built {info.built_at} in {info.build_seconds:.0f} s · source {md_code(info.source)}")
+    current = _current_weights_digest(info.source)
+    if info.sae_weights_sha256 and current and current != info.sae_weights_sha256:
+        st.sidebar.warning(
+            "This index was built from other SAE weights than the source's current ones, so its features may not "
+            "match what tracing and steering compute. Rebuild it:  \n"
+            f"{md_code(f'python -m backend index --source {info.source} --out {info.path}')}",
+            icon=":material/history:",
+        )
+
+
+@st.cache_data(show_spinner=False, ttl=60)  # re-read now and then: weights can be retrained under a running app
+def _current_weights_digest(source: str) -> str | None:
+    try:
+        return sae_weights_digest(SourceSpec.parse(source))
+    except UserError:
+        return None
 
 
 def current_index() -> IndexContext | None:

@@ -16,7 +16,7 @@ from backend.index.accumulators import CoActivation, FeatureStats, IntervalSampl
 from backend.index.datasets import DEMO_HELDOUT, dataset_texts, token_rows
 from backend.index.geometry import Neighbours, decoder_cosine_neighbours, flat_map, logit_effects, umap_map
 from backend.index.sparse import SparseBatch
-from backend.sources import LoadedSource, SourceSpec, load_source
+from backend.sources import LoadedSource, SourceSpec, load_source, sae_weights_digest
 from backend.tokens import token_bytes_table
 
 
@@ -121,6 +121,7 @@ def write_index(
     meta = {
         "source": str(source.spec),
         **source.describe(),
+        "sae_weights_sha256": sae_weights_digest(source.spec),
         "dataset": cfg.dataset or DEMO_HELDOUT,
         "tokens_requested": cfg.tokens,
         "tokens_processed": state.rows * ctx,
