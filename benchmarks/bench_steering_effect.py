@@ -7,7 +7,7 @@ strength (the feature's max activation) and measure, in one run:
 - the probability mass the next-token distribution puts on the feature's top-10 logit
   tokens at the end of the prompt, steered vs default.
 
-    python benchmarks/bench_steering_effect.py [--index cache/demo.duckdb] [--features 10]
+    python benchmarks/bench_steering_effect.py [--index cache/demo.duckdb] [--features 10] [--multiplier 1]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def main() -> None:
     p.add_argument("--features", type=int, default=10)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--multiplier", type=float, default=1.0, help="strength = multiplier x the feature's max activation")
     args = p.parse_args()
     store = IndexStore.open(args.index)
     source_spec = store.meta["source"]
@@ -69,6 +70,7 @@ def main() -> None:
         for prompt in PROMPTS:
             res = inference.steer(SteerRequest(prompt=prompt, features=[SteerFeature(feature_id=row.feature_id)],
                                                mode="add", max_new_tokens=args.new_tokens, seed=16,
+                                               strength_multiplier=args.multiplier,
                                                stop_at_eos=False))
             s = res.summary[0]
             strength = s.strength
