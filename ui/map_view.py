@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -39,32 +40,47 @@ def build_map(
     ctx: IndexContext, colour: str, show_dead: bool, matches: set[int], labels: dict[int, str]
 ) -> MapView:
     points = _points(ctx, ctx.key)
-    keep = [i for i in range(len(points.feature_id)) if show_dead or not points.dead[i]]
-    ids = [points.feature_id[i] for i in keep]
-    density = [points.density[i] for i in keep]
-    names = [esc(labels.get(f, points.label[i])[:80]) for f, i in zip(ids, keep, strict=True)]
+    # numpy columns, numeric colours: plotly validates arrays at once but lists item by item (seconds at 32k points)
+    dead = np.asarray(points.dead, dtype=bool)
+    keep = np.flatnonzero(~dead if not show_dead else np.ones_like(dead))
+    ids = np.asarray(points.feature_id, dtype=np.int64)[keep]
+    density = np.asarray(points.density, dtype=np.float64)[keep]
+    cluster = np.asarray(points.cluster, dtype=np.int64)[keep]
+    names = [esc(labels.get(f, points.label[i])[:80]) for f, i in zip(ids.tolist(), keep.tolist(), strict=True)]
     size = max(3.0, min(9.0, 12.0 - 2.0 * math.log10(max(len(ids), 1))))  # big dots for few features, small for many
     marker: dict = dict(size=size, opacity=0.85, line=dict(width=0))
     if colour == "density":
-        marker.update(color=[math.log10(max(d, 1e-7)) for d in density], colorscale="Viridis", showscale=True,
+        marker.update(color=np.log10(np.maximum(density, 1e-7)), colorscale="Viridis", showscale=True,
                       colorbar=dict(title="log₁₀ density", thickness=12))
     elif colour == "cluster":
-        marker.update(color=[PALETTE[points.cluster[i] % len(PALETTE)] for i in keep])
+        marker.update(color=cluster % len(PALETTE), colorscale=_discrete_scale(PALETTE), cmin=0,
+                      cmax=len(PALETTE) - 1, showscale=False)
     else:
-        marker.update(color=[ORANGE if f in matches else GREY for f in ids],
-                      size=[size + 3 if f in matches else size * 0.7 for f in ids],
-                      opacity=[0.95 if f in matches else 0.35 for f in ids])
+        hit = np.isin(ids, list(matches))
+        marker.update(color=hit.astype(np.int8), colorscale=_discrete_scale([GREY, ORANGE]), cmin=0, cmax=1,
+                      showscale=False, size=np.where(hit, size + 3, size * 0.7), opacity=np.where(hit, 0.95, 0.35))
     figure = go.Figure(go.Scattergl(
-        x=[points.x[i] for i in keep], y=[points.y[i] for i in keep], mode="markers", marker=marker,
-        customdata=[[f, points.cluster[i], d] for f, i, d in zip(ids, keep, density, strict=True)], text=names,
-        hovertemplate="<b>#%{customdata[0]}</b> %{text}<br>density %{customdata[2]:.2e} · cluster %{customdata[1]}"
-                      "<extra></extra>",
+        x=np.asarray(points.x)[keep], y=np.asarray(points.y)[keep], mode="markers", marker=marker,
+        customdata=np.column_stack([ids, cluster, density]), text=names,
+        hovertemplate="<b>#%{customdata[0]:d}</b> %{text}<br>density %{customdata[2]:.2e} · cluster "
+                      "%{customdata[1]:d}<extra></extra>",
     ))
     figure.update_layout(
         height=640, margin=dict(l=4, r=4, t=4, b=4), dragmode="pan", hovermode="closest",  # pan: a click selects
         xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x", scaleratio=1),
     )
-    return MapView(ids, figure)
+    return MapView(ids.tolist(), figure)
+
+
+def _discrete_scale(colours: list[str]) -> list[list]:
+    """A colorscale mapping the integers 0..n-1 (with cmin 0, cmax n-1) to exactly these colours."""
+    n = len(colours)
+    if n == 1:
+        return [[0.0, colours[0]], [1.0, colours[0]]]
+    scale = []
+    for i, c in enumerate(colours):
+        scale += [[max(0.0, (i - 0.5) / (n - 1)), c], [min(1.0, (i + 0.5) / (n - 1)), c]]
+    return scale
 
 
 def read_selection(event, view: MapView) -> MapSelection:
