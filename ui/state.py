@@ -24,27 +24,24 @@ def get_str(name: str, default: str = "") -> str:
 
 
 def get_int(name: str, default: int | None = None, lo: int | None = None, hi: int | None = None) -> int | None:
-    raw = st.query_params.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise UserError(f"The link's '{name}' must be a whole number, not '{raw}'.") from None
-    _check_range(name, value, lo, hi)
-    return value
+    return _get_number(name, default, lo, hi, int, "a whole number")
 
 
 def get_float(
     name: str, default: float | None = None, lo: float | None = None, hi: float | None = None
 ) -> float | None:
+    return _get_number(name, default, lo, hi, float, "a number")
+
+
+def _get_number(name: str, default: T | None, lo: float | None, hi: float | None, parse: Callable[[str], T],
+                kind: str) -> T | None:
     raw = st.query_params.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        value = float(raw.strip())
+        value = parse(raw.strip())
     except ValueError:
-        raise UserError(f"The link's '{name}' must be a number, not '{raw}'.") from None
+        raise UserError(f"The link's '{name}' must be {kind}, not '{raw}'.") from None
     if not math.isfinite(value):
         raise UserError(f"The link's '{name}' must be a finite number, not '{raw}'.")
     _check_range(name, value, lo, hi)
