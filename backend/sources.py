@@ -11,6 +11,7 @@ Loaded sources are cached per process, so every UI session shares one copy.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -67,19 +68,18 @@ def sae_weights_digest(spec: SourceSpec) -> str | None:
 
     An index records it, so the app can tell when the SAE it was built from has since changed (e.g. a pull
     brought new demo weights) without loading the model."""
-    import hashlib
-
     if spec.kind == "pretrained":
         return None
-    sae_dir = ARTIFACTS_DIR / "sae" if spec.kind == "demo" else Path(spec.sae_dir or "")
-    weights = sae_dir / SAE_WEIGHTS_FILE
+    weights = _sae_dir(spec) / SAE_WEIGHTS_FILE
     if not weights.is_file():
         return None
-    digest = hashlib.sha256()
     with weights.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _sae_dir(spec: SourceSpec) -> Path:
+    """The SAE folder of a source on disk (demo or local)."""
+    return ARTIFACTS_DIR / "sae" if spec.kind == "demo" else Path(spec.sae_dir or "")
 
 
 @dataclass
@@ -159,12 +159,12 @@ def load_source(spec: SourceSpec | str = "demo", device: str | None = None, dtyp
 
 
 def _load_demo(spec: SourceSpec, device: str) -> LoadedSource:
-    if not (ARTIFACTS_DIR / "sae" / "cfg.json").exists():
+    if not (_sae_dir(spec) / "cfg.json").exists():
         raise NotFoundError(f"The demo artifacts are missing from {ARTIFACTS_DIR}; run 'python -m backend train-demo'.")
     return _load_from_dirs(
         spec,
         ARTIFACTS_DIR / "lm",
-        ARTIFACTS_DIR / "sae",
+        _sae_dir(spec),
         ARTIFACTS_DIR / "tokenizer",
         device,
         model_name="demo-stdlib-lm",
@@ -172,7 +172,7 @@ def _load_demo(spec: SourceSpec, device: str) -> LoadedSource:
 
 
 def _load_local(spec: SourceSpec, device: str) -> LoadedSource:
-    model_dir, sae_dir = Path(spec.model or ""), Path(spec.sae_dir or "")
+    model_dir, sae_dir = Path(spec.model or ""), _sae_dir(spec)
     tok_dir = Path(spec.tokenizer_dir) if spec.tokenizer_dir else model_dir
     for what, path in (
         ("model", model_dir / "config.json"),

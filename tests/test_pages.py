@@ -168,7 +168,8 @@ def test_steer_page_restores_a_shared_link_and_gives_the_same_text(index, open_p
     params = dict(prompt="def add(a, b):", f="3:6,7", mode="add", at="all", n=10, temp="0.8", seed=5)
     first = open_page("steer", **params)
     assert_clean(first)
-    editor = first.get("arrow_data_frame")[0].value if first.get("arrow_data_frame") else None
+    editor = first.dataframe[0].value  # the features editor, filled from the link's f=3:6,7
+    assert list(editor["feature"]) == [3, 7] and editor["strength"][0] == 6.0 and editor["strength"].isna()[1]
     assert first.segmented_control(key="steer.mode").value == "add"
     assert first.number_input(key="steer.n").value == 10 and first.number_input(key="steer.seed").value == 5
     steered = [h.value for h in first.get("html") if 'class="strip wrap"' in h.value]
@@ -179,7 +180,7 @@ def test_steer_page_restores_a_shared_link_and_gives_the_same_text(index, open_p
     again = open_page("steer", **{k: v[0] for k, v in link.items()})  # a fresh session opens the link
     assert_clean(again)
     assert [h.value for h in again.get("html") if 'class="strip wrap"' in h.value] == steered
-    assert editor is None or len(editor) == 2
+    assert again.dataframe[0].value.equals(editor)
 
 
 def test_lists_page_shows_lists_from_the_team_store(index, open_page):
@@ -189,7 +190,7 @@ def test_lists_page_shows_lists_from_the_team_store(index, open_page):
     at = open_page("lists", list=listed.list_id)
     assert_clean(at)
     assert at.radio(key="lists.list").value == listed.list_id
-    notes = at.get("arrow_data_frame")[0].value if at.get("arrow_data_frame") else at.dataframe[0].value
+    notes = at.dataframe[0].value
     assert list(notes["note"]) == ["opens a call"]
     assert [b.label for b in at.get("download_button")] == ["Export CSV", "Export JSON"]
 
@@ -213,7 +214,7 @@ def test_labels_and_lists_are_saved_from_the_feature_page(index, open_page):
     (item,) = team.list_items(saved.list_id)
     assert (saved.name, item.note, item.added_by) == ("punctuation", "ends a def line", "Ada <b>")
     listed = open_page("lists", list=saved.list_id)
-    notes = listed.get("arrow_data_frame")[0].value if listed.get("arrow_data_frame") else listed.dataframe[0].value
+    notes = listed.dataframe[0].value
     assert list(notes["by"]) == ["Ada <b>"]
 
     table = open_page("features", q="colons")

@@ -44,8 +44,8 @@ def collect_activations(model, rows: torch.Tensor, hook_name: str, n_tokens: int
 
 
 def _pre_activations(sae, x: torch.Tensor) -> torch.Tensor:
-    sae_in = x - sae.b_dec if sae.cfg.apply_b_dec_to_input else x
-    pre = sae_in @ sae.W_enc + sae.b_enc
+    """The TopK SAE's scores before the top-k cut (SAELens' inference SAE does not return them)."""
+    pre = sae.process_sae_in(x) @ sae.W_enc + sae.b_enc
     if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
         pre = pre * sae.W_dec.norm(dim=-1)
     return pre
@@ -84,8 +84,7 @@ def resample_dead_latents(sae, acts: torch.Tensor, seed: int, chunk: int = 8192)
     x_seed = acts[seeds].to(device)
     error = x_seed - sae.decode(sae.encode(x_seed))
     directions = torch.nn.functional.normalize(error, dim=-1)
-    sae_in = x_seed - sae.b_dec if sae.cfg.apply_b_dec_to_input else x_seed
-    projection = (sae_in * directions).sum(-1)
+    projection = (sae.process_sae_in(x_seed) * directions).sum(-1)
     live_norm = sae.W_enc[:, counts > 0].norm(dim=0).mean()
     # reach 1.2x the seed token's k-th pre-activation, within [0.5, 4] x a live latent's encoder norm
     target = torch.cat(kth_values)[seeds].to(device).clamp_min(1e-3) * 1.2

@@ -10,6 +10,7 @@ exact without knowing the final max in advance. Published bins stop at the bin h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -107,11 +108,12 @@ class ExampleSet:
         for target, part in zip(self.fields(), other.fields(), strict=True):
             target[features] = part
 
-    def merge(self, features: torch.Tensor, fresh: ExampleSet, dim: int, keep: torch.Tensor) -> None:
-        """The slots of `features` become entries `keep` (along `dim`) of their current slots followed by
-        `fresh`: the one merge step top-k examples and interval samples share."""
-        current = ExampleSet(*(x[features] for x in self.fields()))
-        self.assign(features, ExampleSet.cat(current, fresh, dim).take(keep, dim))
+    def merge(self, features: torch.Tensor, fresh: ExampleSet, dim: int,
+              choose: Callable[[ExampleSet], torch.Tensor]) -> None:
+        """The slots of `features` become the entries `choose(merged)` picks (indices along `dim`) of their
+        current slots followed by `fresh`: the one merge step top-k examples and interval samples share."""
+        merged = ExampleSet.cat(ExampleSet(*(x[features] for x in self.fields())), fresh, dim)
+        self.assign(features, merged.take(choose(merged), dim))
 
 
 def _scatter_examples(
@@ -159,8 +161,8 @@ class TopExamples:
         """The entries of `among` that are peaks of their neighbourhood within `among`."""
         span = self.before + self.after
         grp_all = batch.feat[among] * batch.n_rows + batch.rows[among]
-        order = among[sort_by_group_then(grp_all, batch.pos[among], descending=False)]
-        grp = batch.feat[order] * batch.n_rows + batch.rows[order]
+        perm = sort_by_group_then(grp_all, batch.pos[among], descending=False)
+        order, grp = among[perm], grp_all[perm]
         pos, val = batch.pos[order], batch.val[order]
         keep = torch.ones(len(order), dtype=torch.bool)
         for shift in range(1, span + 1):
@@ -187,8 +189,7 @@ class TopExamples:
         touched, row = _touched(batch.feat[cand])
         fresh = _scatter_examples(batch, cand, (row, rank), (len(touched), self.k), tokens, acts, self.before,
                                   self.after)
-        best = torch.cat([self.examples.value[touched], fresh.value], dim=1).topk(self.k, dim=1).indices
-        self.examples.merge(touched, fresh, 1, best)
+        self.examples.merge(touched, fresh, 1, lambda merged: merged.value.topk(self.k, dim=1).indices)
 
 
 class IntervalSamples:
@@ -237,7 +238,7 @@ class IntervalSamples:
         pri = torch.cat([self.priority[touched], fresh_pri], dim=2)
         keep = pri.topk(self.per_group, dim=2, largest=False).indices
         self.priority[touched] = torch.gather(pri, 2, keep)
-        self.examples.merge(touched, fresh, 2, keep)
+        self.examples.merge(touched, fresh, 2, lambda merged: keep)  # the smallest priority keys, chosen above
 
 
 class CoActivation:

@@ -252,17 +252,16 @@ class LocalInference:
 
 def _summary(index: int, strength: ResolvedStrength, default_run: GenerationRun | None,
              steered_run: GenerationRun) -> SteeredFeatureSummary:
-    def mean_and_fraction(run: GenerationRun) -> tuple[float, float]:
-        values = run.feature_acts[:, index]
+    def mean_and_fraction(acts: torch.Tensor) -> tuple[float, float]:
+        values = acts[:, index]
         if values.numel() == 0:
             return 0.0, 0.0
         return float(values.mean()), float((values > 0).float().mean())
 
-    steered_mean, steered_fraction = mean_and_fraction(steered_run)
-    default_mean, default_fraction = mean_and_fraction(default_run) if default_run else (None, None)
+    steered_mean, steered_fraction = mean_and_fraction(steered_run.feature_acts)
+    default_mean, default_fraction = mean_and_fraction(default_run.feature_acts) if default_run else (None, None)
     return SteeredFeatureSummary(feature_id=strength.feature_id, strength=strength.value,
                                  strength_from_index=strength.from_index,
                                  mean_default=default_mean, mean_steered=steered_mean,
-                                 mean_steered_after_edit=float(steered_run.feature_acts_after_edit[:, index].mean())
-                                 if len(steered_run.choices) else 0.0,
+                                 mean_steered_after_edit=mean_and_fraction(steered_run.feature_acts_after_edit)[0],
                                  active_fraction_default=default_fraction, active_fraction_steered=steered_fraction)
