@@ -31,17 +31,17 @@ PROMPTS = ["import os\n\n", "def main():\n    ", "class Config:\n    \"\"\""]
 
 
 @torch.no_grad()
-def top_logit_mass(source, prompt: str, feature_id: int, strength: float, token_ids: list[int]) -> tuple[float, float]:
-    """Probability of the feature's top logit tokens after the prompt, without and with `add`."""
-    tokens = source.model.to_tokens(prompt)
+def next_token_probs(source, tokens: torch.Tensor, feature_id: int | None = None,
+                     strength: float = 0.0) -> torch.Tensor:
+    """The next-token distribution after `tokens`, plain or with `add` of one feature at every position."""
+    if feature_id is None:
+        return source.model(tokens)[0, -1].softmax(-1)
     direction = source.sae.W_dec[feature_id].detach()
 
     def add(resid, hook):
         return resid + strength * direction
 
-    base = source.model(tokens)[0, -1].softmax(-1)
-    steered = source.model.run_with_hooks(tokens, fwd_hooks=[(source.hook_name, add)])[0, -1].softmax(-1)
-    return base[token_ids].sum().item(), steered[token_ids].sum().item()
+    return source.model.run_with_hooks(tokens, fwd_hooks=[(source.hook_name, add)])[0, -1].softmax(-1)
 
 
 def main() -> None:
@@ -61,6 +61,8 @@ def main() -> None:
     chosen = sorted(random.Random(args.seed).sample(rows, min(args.features, len(rows))), key=lambda r: r.feature_id)
     print(f"{'feature':>7}  {'label':<24} {'strength':>8}  {'act default':>11} {'after edit':>10} {'ratio':>6}  "
           f"{'text evokes':>11} {'ratio':>6}  {'P(top logits) default':>21} {'steered':>8}")
+    prompt_tokens = {prompt: source.model.to_tokens(prompt) for prompt in PROMPTS}
+    default_probs = {prompt: next_token_probs(source, tokens) for prompt, tokens in prompt_tokens.items()}
     ratios, evoked_ratios, shifts = [], [], []
     for row in chosen:
         page = store.feature_page(row.feature_id)
@@ -77,9 +79,9 @@ def main() -> None:
             mean_d += (s.mean_default or 0.0) / len(PROMPTS)
             mean_s += s.mean_steered / len(PROMPTS)
             mean_edit += s.mean_steered_after_edit / len(PROMPTS)
-            b, st = top_logit_mass(source, prompt, row.feature_id, strength, top_ids)
-            mass_d += b / len(PROMPTS)
-            mass_s += st / len(PROMPTS)
+            steered_probs = next_token_probs(source, prompt_tokens[prompt], row.feature_id, strength)
+            mass_d += default_probs[prompt][top_ids].sum().item() / len(PROMPTS)
+            mass_s += steered_probs[top_ids].sum().item() / len(PROMPTS)
         ratio, evoked_ratio = _ratio(mean_edit, mean_d), _ratio(mean_s, mean_d)
         ratios.append(ratio)
         evoked_ratios.append(evoked_ratio)

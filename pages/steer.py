@@ -110,8 +110,9 @@ with st.form("steer_form", border=False):
 
 if submitted:  # the editor's rows become the URL's `f`, so the link reproduces them
     new_targets = steer_view.targets_from_editor(edited)
-    if steer_view.encode_targets(new_targets) != state.get_str("f"):
-        state.put("f", steer_view.encode_targets(new_targets))
+    encoded = steer_view.encode_targets(new_targets)
+    if encoded != state.get_str("f"):
+        state.put("f", encoded)
         st.rerun()
 
 if not prompt.strip() or not targets:

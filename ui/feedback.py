@@ -22,12 +22,12 @@ def one_sentence(exc: BaseException) -> str:
 
 
 @contextmanager
-def reported_errors(icon: str = ":material/error:") -> Iterator[None]:
+def reported_errors() -> Iterator[None]:
     """Run a block; a UserError or a refused request inside it becomes an st.error and the page goes on."""
     try:
         yield
     except (UserError, ValidationError) as exc:
-        st.error(md_escape(one_sentence(exc)), icon=icon)
+        st.error(md_escape(one_sentence(exc)), icon=":material/error:")
 
 
 _FLASH_KEY = "_flash_message"

@@ -10,6 +10,8 @@ import html
 import re
 from dataclasses import dataclass
 
+from backend.tokens import visible_whitespace
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#|~$])")
 _MD_LINE_START = re.compile(r"^(\s*\d*)([-+.)])(?=\s|$)")
 
@@ -33,7 +35,7 @@ def md_code(text: str) -> str:
 
 def plain_token(text: str) -> str:
     """Token text for plain-text places (tables, menus): whitespace made visible, a partial character as ⋯."""
-    return text.replace(" ", "·").replace("\t", "→").replace("\n", "↵") if text else "⋯"
+    return visible_whitespace(text) if text else "⋯"
 
 
 def visible_token(text: str) -> str:

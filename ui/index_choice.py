@@ -37,7 +37,7 @@ def index_param(path: Path) -> str | None:
 
 def available_indexes() -> list[Path]:
     """Index files in cache/ (team files and temp files left out), plus the default."""
-    found = sorted(p for p in CACHE_DIR.glob("*.duckdb") if ".team." not in p.name and not p.name.startswith("."))
+    found = sorted(p for p in CACHE_DIR.glob("*.duckdb") if not p.name.startswith("."))
     default = default_index()
     return found if default in found else [default, *found]
 
