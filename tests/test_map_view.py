@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from backend.payloads import MapPoints
 from ui.map_view import build_map, read_selection
@@ -35,8 +36,12 @@ def big_context(n: int) -> SimpleNamespace:
     return SimpleNamespace(store=FakeMapStore(points), key=f"big-{n}")
 
 
-def test_a_32k_feature_map_is_one_compact_webgl_trace_built_fast():
-    ctx = big_context(N_POINTS)
+@pytest.fixture(scope="module")
+def ctx() -> SimpleNamespace:
+    return big_context(N_POINTS)
+
+
+def test_a_32k_feature_map_is_one_compact_webgl_trace_built_fast(ctx):
     build_map(ctx, "density", show_dead=True, matches=set(), labels={})  # warm the cached points
     for colour in ("density", "cluster", "search"):
         start = time.perf_counter()
@@ -44,15 +49,16 @@ def test_a_32k_feature_map_is_one_compact_webgl_trace_built_fast():
         spec = view.figure.to_json()
         elapsed = time.perf_counter() - start
         (trace,) = view.figure.data
-        assert trace.type == "scattergl" and len(trace.x) == len(view.feature_ids) == sum(f % 10 != 0 for f in range(N_POINTS))
+        live = sum(f % 10 != 0 for f in range(N_POINTS))
+        assert trace.type == "scattergl" and len(trace.x) == len(view.feature_ids) == live
         assert elapsed < 3.0, f"{colour}: {elapsed:.2f} s to build and serialise"
         assert len(spec) < 12_000_000, f"{colour}: {len(spec) / 1e6:.1f} MB sent to the browser"
         assert "<b>" not in spec and "<i>" not in spec  # labels go out escaped
     assert json.loads(spec)["data"][0]["text"][4] == "team &lt;i&gt;label&lt;/i&gt;"  # feature 5 sits at index 4
 
 
-def test_selection_indices_map_back_to_feature_ids_with_dead_features_hidden():
-    view = build_map(big_context(N_POINTS), "cluster", show_dead=False, matches=set(), labels={})
+def test_selection_indices_map_back_to_feature_ids_with_dead_features_hidden(ctx):
+    view = build_map(ctx, "cluster", show_dead=False, matches=set(), labels={})
     click = SimpleNamespace(selection={"points": [{"point_index": 9}]})
     assert read_selection(click, view).clicked == 11  # features 0 and 10 are hidden: point 9 is feature 11
     box = SimpleNamespace(selection={"points": [{"point_index": i} for i in (0, 9, 29_000)], "box": [{}]})
