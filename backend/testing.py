@@ -4,6 +4,10 @@ through `backend.sources`. Built in about a second; nothing is mocked."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +50,6 @@ def build_tiny_source(
     dead_features: int = 1,
 ) -> TinySourceDirs:
     """The last `dead_features` features can never win the top-k: the index must keep them, flagged dead."""
-    from sae_lens import TopKSAE, TopKSAEConfig
-    from sae_lens.saes.sae import SAEMetadata
-
     torch.manual_seed(seed)
     dirs = TinySourceDirs(root / "lm", root / "sae", root / "tokenizer")
     train_tokenizer(TINY_TEXT * 20, vocab_size, dirs.tokenizer_dir)
@@ -64,18 +65,23 @@ def build_tiny_source(
     )
     model = build_model(cfg, tok)
     save_model(model, cfg, dirs.model_dir)
+    from sae_lens.saes.sae import SAEMetadata
+
     hook = f"blocks.{n_layers // 2}.hook_resid_pre"
-    sae_cfg = TopKSAEConfig(
-        d_in=d_model,
-        d_sae=d_sae,
-        k=k,
-        dtype="float32",
-        device="cpu",
-        metadata=SAEMetadata(hook_name=hook, model_name="tiny", context_size=n_ctx, prepend_bos=True),
-    )
-    sae = TopKSAE(sae_cfg)
-    with torch.no_grad():  # random but well-scaled weights so features fire on varied tokens
-        w = torch.randn(d_sae, d_model)
+    metadata = SAEMetadata(hook_name=hook, model_name="tiny", context_size=n_ctx, prepend_bos=True)
+    random_topk_sae(d_model, d_sae, k, dead_features, metadata).save_model(str(dirs.sae_dir))
+    return dirs
+
+
+def random_topk_sae(d_in: int, d_sae: int, k: int, dead_features: int = 0, metadata=None):
+    """A SAELens TopK SAE with random unit decoder rows and encoder = decoder^T (well-scaled, so features fire
+    on varied inputs); the last `dead_features` can never win a top-k slot."""
+    from sae_lens import TopKSAE, TopKSAEConfig
+
+    extra = {"metadata": metadata} if metadata is not None else {}
+    sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=k, dtype="float32", device="cpu", **extra))
+    with torch.no_grad():
+        w = torch.randn(d_sae, d_in)
         sae.W_dec.copy_(w / w.norm(dim=1, keepdim=True))
         sae.W_enc.copy_(sae.W_dec.T.clone())
         sae.b_enc.zero_()
@@ -83,5 +89,32 @@ def build_tiny_source(
         if dead_features:
             sae.W_enc[:, -dead_features:] = 0.0
             sae.b_enc[-dead_features:] = -1e4
-    sae.save_model(str(dirs.sae_dir))
-    return dirs
+    return sae
+
+
+# ---- processes under test ----------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A free loopback port for a child process (the race until it binds is harmless in tests)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_answering(url: str, process: subprocess.Popen, timeout: float, log: Path | None = None) -> None:
+    """Poll `url` until it answers 200; raise with the log's tail if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[:3]} exited with {process.returncode}{_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s{_tail(log)}")
+
+
+def _tail(log: Path | None) -> str:
+    return f":\n{log.read_text()[-3000:]}" if log is not None and log.exists() else ""

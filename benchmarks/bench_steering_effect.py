@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.inference import get_inference  # noqa: E402
 from backend.inference.schemas import SteerFeature, SteerRequest  # noqa: E402
+from backend.inference.steering import SaeHook, SteeringPlan  # noqa: E402
 from backend.payloads import FeatureQuery  # noqa: E402
 from backend.sources import load_source  # noqa: E402
 from backend.store import IndexStore  # noqa: E402
@@ -33,15 +34,14 @@ PROMPTS = ["import os\n\n", "def main():\n    ", "class Config:\n    \"\"\""]
 @torch.no_grad()
 def next_token_probs(source, tokens: torch.Tensor, feature_id: int | None = None,
                      strength: float = 0.0) -> torch.Tensor:
-    """The next-token distribution after `tokens`, plain or with `add` of one feature at every position."""
+    """The next-token distribution after `tokens`, plain or with `add` of one feature at every position, through
+    the engine's own steering hook (special tokens such as BOS are left alone, as in a steer call)."""
     if feature_id is None:
         return source.model(tokens)[0, -1].softmax(-1)
-    direction = source.sae.W_dec[feature_id].detach()
-
-    def add(resid, hook):
-        return resid + strength * direction
-
-    return source.model.run_with_hooks(tokens, fwd_hooks=[(source.hook_name, add)])[0, -1].softmax(-1)
+    plan = SteeringPlan([feature_id], [strength], "add", "all", tokens.shape[1])
+    hook = SaeHook(source.sae, [feature_id], plan, torch.tensor(source.special_token_ids(), device=tokens.device))
+    hook.prepare(tokens, 0)
+    return source.model.run_with_hooks(tokens, fwd_hooks=[(source.hook_name, hook)])[0, -1].softmax(-1)
 
 
 def main() -> None:

@@ -4,24 +4,18 @@ seeded on a real token's reconstruction error, and it fires again right away."""
 from __future__ import annotations
 
 import torch
-from sae_lens import TopKSAE, TopKSAEConfig
 
 from backend.demo.resample import collect_activations, firing_counts, resample_dead_latents
+from backend.testing import random_topk_sae
 
 D_IN, D_SAE, K, DEAD = 16, 48, 4, 6
 
 
-def sae_with_dead_latents() -> TopKSAE:
+def sae_with_dead_latents():
     torch.manual_seed(0)
-    sae = TopKSAE(TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=K, dtype="float32", device="cpu"))
+    sae = random_topk_sae(D_IN, D_SAE, K, dead_features=DEAD)  # the last DEAD can never win a top-k slot
     with torch.no_grad():
-        w = torch.randn(D_SAE, D_IN)
-        sae.W_dec.copy_(w / w.norm(dim=1, keepdim=True))
-        sae.W_enc.copy_(sae.W_dec.T)
-        sae.b_enc.zero_()
         sae.b_dec.copy_(torch.randn(D_IN) * 0.1)
-        sae.W_enc[:, -DEAD:] = 0.0  # these can never win a top-k slot
-        sae.b_enc[-DEAD:] = -1e4
     return sae
 
 
@@ -50,6 +44,19 @@ def test_only_dead_latents_are_reseeded_on_reconstruction_errors_and_fire_again(
     # and its encoder column points the same way
     encoder = torch.nn.functional.normalize(sae.W_enc[:, -DEAD:].detach().T, dim=1)
     torch.testing.assert_close(encoder, new_rows, atol=1e-5, rtol=0)
+    # reading its own direction at least as strongly as a typical live latent (here encoder = decoder^T: 1.0)
+    gain = (sae.W_enc[:, -DEAD:].detach().T * new_rows).sum(1)
+    assert (gain >= 1.0 - 1e-5).all()
+
+
+def test_a_reseeded_latent_takes_the_typical_live_gain_not_the_least_that_wins_a_slot():
+    sae = sae_with_dead_latents()
+    with torch.no_grad():
+        sae.W_enc[:, : D_SAE - DEAD] *= 3.0  # live latents read their own direction with gain 3
+    acts = torch.randn(3000, D_IN) * 2
+    resample_dead_latents(sae, acts, seed=0)
+    gain = (sae.W_enc[:, -DEAD:].detach().T * sae.W_dec[-DEAD:].detach()).sum(1)
+    torch.testing.assert_close(gain, torch.full((DEAD,), 3.0), atol=1e-4, rtol=0)
 
 
 def test_nothing_changes_when_no_latent_is_dead():

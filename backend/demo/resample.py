@@ -5,9 +5,14 @@ its encoder stays at its small initial norm while the live latents' grow, so it 
 SAELens' auxiliary loss alone did not bring ours back (37% dead after 10M tokens). So each dead
 latent is re-seeded on one poorly reconstructed token, drawn with probability proportional to
 the squared reconstruction loss: its decoder row becomes the direction of that token's
-reconstruction error, and its encoder column the same direction, scaled so the latent reaches
-the k-th largest pre-activation on its seed token, i.e. it can compete for a slot from the start.
-The next training run then shapes the new latents like any other.
+reconstruction error, and its encoder column the same direction, with the encoder·decoder gain of
+a typical live latent (raised where needed so the latent beats the k-th largest pre-activation on
+its seed token, i.e. it competes for a slot from the start). The next training run then shapes the
+new latents like any other.
+
+Why the typical gain, not the least that wins a slot: a latent seeded at the margin stayed there
+(encoder·decoder ~0.2 after training, against ~0.5 for the others), so adding its decoder
+direction hardly moved its own activation and steering it did nothing (issue #4).
 """
 
 from __future__ import annotations
@@ -85,11 +90,13 @@ def resample_dead_latents(sae, acts: torch.Tensor, seed: int, chunk: int = 8192)
     error = x_seed - sae.decode(sae.encode(x_seed))
     directions = torch.nn.functional.normalize(error, dim=-1)
     projection = (sae.process_sae_in(x_seed) * directions).sum(-1)
-    live_norm = sae.W_enc[:, counts > 0].norm(dim=0).mean()
-    # reach 1.2x the seed token's k-th pre-activation, within [0.5, 4] x a live latent's encoder norm
+    live = counts > 0
+    live_norm = sae.W_enc[:, live].norm(dim=0).mean()
+    live_gain = (sae.W_enc[:, live].T * sae.W_dec[live]).sum(-1).median().clamp_min(1e-3)  # decoder rows unit-norm
+    # the typical gain, or enough to reach 1.2x the seed token's k-th pre-activation, at most 4x a live norm
     target = torch.cat(kth_values)[seeds].to(device).clamp_min(1e-3) * 1.2
-    scale = torch.where(projection > 0, target / projection.clamp_min(1e-6), live_norm)
-    scale = scale.clamp(0.5 * live_norm, 4.0 * live_norm)
+    reach = torch.where(projection > 0, target / projection.clamp_min(1e-6), live_norm)
+    scale = torch.maximum(reach, live_gain).clamp_max(4.0 * live_norm)
     sae.W_dec.data[dead] = directions
     sae.W_enc.data[:, dead] = (directions * scale.unsqueeze(-1)).T
     sae.b_enc.data[dead] = 0.0
