@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from backend.errors import NotFoundError, UserError
@@ -107,18 +108,20 @@ class IndexStore:
         return single_token_text(token_id, self.vocab)
 
     # ---- feature table -----------------------------------------------------------------
-    def list_features(self, query: FeatureQuery) -> FeatureTable:
+    def list_features(self, query: FeatureQuery, also_matching: Sequence[int] = ()) -> FeatureTable:
+        """Filtered, sorted, paged rows. A search matches the automatic label, the top token, the id, and the
+        ids in `also_matching` (e.g. those whose team label matched), all under the same filters and order."""
         where, params = ["density BETWEEN ? AND ?"], [query.min_density, query.max_density]
         if query.hide_dead:
             where.append("NOT dead")
         if query.search.strip():
             text = query.search.strip()
+            matches = ["label ILIKE ?", "top_token ILIKE ?", "feature_id IN (SELECT unnest(?::INTEGER[]))"]
+            params += [f"%{text}%", f"%{text}%", [int(i) for i in also_matching]]
             if text.isdigit():
-                where.append("(feature_id = ? OR label ILIKE ? OR top_token ILIKE ?)")
-                params += [int(text), f"%{text}%", f"%{text}%"]
-            else:
-                where.append("(label ILIKE ? OR top_token ILIKE ?)")
-                params += [f"%{text}%", f"%{text}%"]
+                matches.append("feature_id = ?")
+                params.append(int(text))
+            where.append(f"({' OR '.join(matches)})")
         clause = " AND ".join(where)
         order = f"{query.sort} {'DESC' if query.descending else 'ASC'}, feature_id"  # sort is pattern-checked
         cur = self._cursor()

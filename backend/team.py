@@ -65,6 +65,11 @@ class TeamLabel(BaseModel):
     updated_at: str
 
 
+def effective_label(automatic: str, team: TeamLabel | None) -> str:
+    """The label shown and exported for a feature: a team label overrides the automatic one everywhere."""
+    return team.text if team is not None else automatic
+
+
 class TeamList(BaseModel):
     list_id: int
     name: str
@@ -231,25 +236,19 @@ class TeamStore:
         return self.get_list(self._write(insert))
 
     def get_list(self, list_id: int) -> TeamList:
-        rows = self._read(
-            "SELECT l.list_id, l.name, l.description, l.created_at, count(i.feature_id) FROM lists l "
-            "LEFT JOIN list_items i USING (list_id) WHERE l.list_id = ? GROUP BY l.list_id",
-            (list_id,),
-        )
+        rows = self._read(_LISTS_SELECT.format(where="WHERE l.list_id = ?"), (list_id,))
         if not rows:
-            raise NotFoundError(f"List {list_id} does not exist (it may have been deleted).")
+            raise _missing_list(list_id)
         return _team_list(rows[0])
 
     def lists(self) -> list[TeamList]:
-        rows = self._read(
-            "SELECT l.list_id, l.name, l.description, l.created_at, count(i.feature_id) FROM lists l "
-            "LEFT JOIN list_items i USING (list_id) GROUP BY l.list_id ORDER BY lower(l.name)"
-        )
+        rows = self._read(_LISTS_SELECT.format(where=""))
         return [_team_list(r) for r in rows]
 
     def delete_list(self, list_id: int) -> None:
-        self.get_list(list_id)
-        self._write(lambda con: con.execute("DELETE FROM lists WHERE list_id = ?", (list_id,)))
+        deleted = self._write(lambda con: con.execute("DELETE FROM lists WHERE list_id = ?", (list_id,)).rowcount)
+        if not deleted:
+            raise _missing_list(list_id)
 
     def add_to_list(self, list_id: int, feature_id: int, note: str = "", author: str = "") -> ListItem:
         """Add a feature (adding it again replaces its note)."""
@@ -268,7 +267,7 @@ class TeamStore:
 
         def upsert(con: sqlite3.Connection) -> None:
             if con.execute("SELECT 1 FROM lists WHERE list_id = ?", (list_id,)).fetchone() is None:
-                raise NotFoundError(f"List {list_id} does not exist (it may have been deleted).")
+                raise _missing_list(list_id)
             con.executemany(
                 "INSERT INTO list_items VALUES (?, ?, ?, ?, ?) ON CONFLICT(list_id, feature_id) DO UPDATE SET "
                 "note = excluded.note, added_by = excluded.added_by, added_at = excluded.added_at",
@@ -299,6 +298,9 @@ class TeamStore:
 
     def list_items(self, list_id: int) -> list[ListItem]:
         self.get_list(list_id)
+        return self._items(list_id)
+
+    def _items(self, list_id: int) -> list[ListItem]:
         rows = self._read(
             "SELECT list_id, feature_id, note, added_by, added_at FROM list_items WHERE list_id = ? "
             "ORDER BY added_at, feature_id",
@@ -307,21 +309,22 @@ class TeamStore:
         return [ListItem(list_id=r[0], feature_id=r[1], note=r[2], added_by=r[3], added_at=r[4]) for r in rows]
 
     def lists_containing(self, feature_id: int) -> list[TeamList]:
-        ids = {r[0] for r in self._read("SELECT list_id FROM list_items WHERE feature_id = ?", (feature_id,))}
-        return [t for t in self.lists() if t.list_id in ids]
+        where = "WHERE l.list_id IN (SELECT list_id FROM list_items WHERE feature_id = ?)"
+        return [_team_list(r) for r in self._read(_LISTS_SELECT.format(where=where), (feature_id,))]
 
     # ---- export -------------------------------------------------------------------------------
     def export(self, list_id: int, auto_labels: dict[int, str] | None = None) -> ListExport:
         """The list with each feature's label: the team label if set, else `auto_labels` (from the index)."""
-        items = self.list_items(list_id)
+        team_list = self.get_list(list_id)
+        items = self._items(list_id)
         team = self.get_labels([i.feature_id for i in items])
         auto = auto_labels or {}
         return ListExport(
-            list=self.get_list(list_id),
+            list=team_list,
             items=[
                 ExportedItem(
                     feature_id=i.feature_id,
-                    label=team[i.feature_id].text if i.feature_id in team else auto.get(i.feature_id, ""),
+                    label=effective_label(auto.get(i.feature_id, ""), team.get(i.feature_id)),
                     note=i.note,
                     added_by=i.added_by,
                     added_at=i.added_at,
@@ -350,6 +353,15 @@ def _create_schema(con: sqlite3.Connection) -> None:
         if statement.strip():
             con.execute(statement)
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+# every read of lists counts items the same way; {where} narrows it
+_LISTS_SELECT = ("SELECT l.list_id, l.name, l.description, l.created_at, count(i.feature_id) FROM lists l "
+                 "LEFT JOIN list_items i USING (list_id) {where} GROUP BY l.list_id ORDER BY lower(l.name)")
+
+
+def _missing_list(list_id: int) -> NotFoundError:
+    return NotFoundError(f"List {list_id} does not exist (it may have been deleted).")
 
 
 def _team_list(row: tuple) -> TeamList:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 from functools import lru_cache
+from typing import NamedTuple
 
 
 @lru_cache(maxsize=1)
@@ -58,20 +59,24 @@ def display_pieces(ids: list[int], table: list[bytes]) -> list[str]:
     return out
 
 
-def is_partial_token(token_id: int, table: list[bytes]) -> bool:
-    """The token's bytes are not whole UTF-8 characters (part of a multi-byte character)."""
+class TokenText(NamedTuple):
+    text: str
+    partial: bool  # not whole UTF-8 characters (part of a multi-byte character)
+
+
+def single_token(token_id: int, table: list[bytes]) -> TokenText:
+    """A token on its own (a logit table entry, a label, a predicted token) and whether it is partial:
+    bytes that are not whole UTF-8 characters are shown as <0xNN> escapes rather than as nothing or as a
+    replacement character. Decodes once."""
+    raw = table[token_id] if 0 <= token_id < len(table) else b""
     try:
-        (table[token_id] if 0 <= token_id < len(table) else b"").decode("utf-8")
-        return False
+        return TokenText(raw.decode("utf-8"), partial=False)
     except UnicodeDecodeError:
-        return True
+        return TokenText("".join(f"<0x{b:02X}>" for b in raw), partial=True)
 
 
 def single_token_text(token_id: int, table: list[bytes]) -> str:
-    """A token on its own (a logit table entry, a label): bytes that are not a whole character
-    are shown as <0xNN> escapes rather than as nothing or as a replacement character."""
-    raw = table[token_id] if 0 <= token_id < len(table) else b""
-    return "".join(f"<0x{b:02X}>" for b in raw) if is_partial_token(token_id, table) else raw.decode("utf-8")
+    return single_token(token_id, table).text
 
 
 def visible_whitespace(text: str) -> str:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from backend.errors import UserError
 from backend.payloads import FeatureQuery
+from backend.team import effective_label
 from ui import catalog, charts, state
 from ui.feature_view import examples_panel, logits_panel, neighbours_panel, title_html, try_it_result
 from ui.feedback import flash, reported_errors
@@ -32,7 +33,7 @@ except UserError as exc:
 state.put("id", str(feature_id))
 row = page.row
 team_label = ctx.team.get_labels([feature_id]).get(feature_id)
-label = team_label.text if team_label else row.label
+label = effective_label(row.label, team_label)
 
 # ---- title row ---------------------------------------------------------------------------------
 title_col, prev_col, next_col, random_col, share_col = st.columns(
@@ -93,11 +94,8 @@ with left:
     examples_panel(page, shade)
     st.markdown("**Try it on your text**")
     with st.form("try_form", border=False):
-        text = state.url_widget(
-            SCOPE, "text", state.get_str("text"), "",
-            lambda key: st.text_area("Text", key=key, height=90, label_visibility="collapsed",
-                                     placeholder="Paste text to see this feature's activation on every token"),
-        )
+        text = state.url_text(SCOPE, "text", st.text_area, "Text", height=90, label_visibility="collapsed",
+                              placeholder="Paste text to see this feature's activation on every token")
         st.form_submit_button("Run", icon=":material/play_arrow:")
     try_slot = st.container()  # filled last, so the model call never holds back the rest of the page
 

@@ -10,7 +10,7 @@ from ui import catalog, state
 from ui.feedback import reported_errors
 from ui.frame import page_frame
 from ui.html import plain_token
-from ui.navigation import FEATURE, FEATURES, go, page_header, relative_url, share_box
+from ui.navigation import FEATURE, FEATURE_LINK_COLUMN, FEATURES, feature_links, go, page_header, share_box
 
 SCOPE = "features"
 PAGE_SIZE = 200
@@ -27,20 +27,11 @@ share_slot = page_header(
 
 search_col, sort_col, order_col, random_col = st.columns([5, 2.2, 1.3, 1.8], vertical_alignment="bottom")
 with search_col:
-    search = state.url_widget(
-        SCOPE, "q", state.get_str("q"), "",
-        lambda key: st.text_input("Search labels and tokens", key=key, placeholder="e.g. bracket, def, 42"),
-    )
+    search = state.url_text(SCOPE, "q", st.text_input, "Search labels and tokens", placeholder="e.g. bracket, def, 42")
 with sort_col:
-    sort = state.url_widget(
-        SCOPE, "sort", state.lenient(lambda: state.get_choice("sort", list(SORTS), "feature_id"), "feature_id"),
-        "feature_id", lambda key: st.selectbox("Sort by", list(SORTS), key=key, format_func=SORTS.get),
-    )
+    sort = state.url_choice(SCOPE, "sort", "Sort by", SORTS, "feature_id")
 with order_col:
-    descending = state.url_widget(
-        SCOPE, "desc", state.lenient(lambda: state.get_bool("desc", False), False), False,
-        lambda key: st.toggle("Descending", key=key), state.encode_bool,
-    )
+    descending = state.url_toggle(SCOPE, "desc", "Descending")
 with random_col:
     if st.button("Random feature", icon=":material/casino:", width="stretch"):
         go(FEATURE, {"id": ctx.store.random_feature_id()})
@@ -48,27 +39,13 @@ with random_col:
 low_col, high_col, dead_col, caption_col, pager_col = st.columns([1.6, 1.6, 1.3, 4.6, 1.2],
                                                                    vertical_alignment="bottom")
 with low_col:
-    min_density = state.url_widget(
-        SCOPE, "dmin", state.lenient(lambda: state.get_float("dmin", 0.0, 0.0, 1.0), 0.0), 0.0,
-        lambda key: st.number_input("Min density", 0.0, 1.0, key=key, step=0.001, format="%g"),
-        state.encode_number,
-    )
+    min_density = state.url_number(SCOPE, "dmin", "Min density", 0.0, 0.0, 1.0, step=0.001, format="%g")
 with high_col:
-    max_density = state.url_widget(
-        SCOPE, "dmax", state.lenient(lambda: state.get_float("dmax", 1.0, 0.0, 1.0), 1.0), 1.0,
-        lambda key: st.number_input("Max density", 0.0, 1.0, key=key, step=0.01, format="%g"),
-        state.encode_number,
-    )
+    max_density = state.url_number(SCOPE, "dmax", "Max density", 1.0, 0.0, 1.0, step=0.01, format="%g")
 with dead_col:
-    show_dead = state.url_widget(
-        SCOPE, "dead", state.lenient(lambda: state.get_bool("dead", False), False), False,
-        lambda key: st.toggle("Show dead", key=key), state.encode_bool,
-    )
+    show_dead = state.url_toggle(SCOPE, "dead", "Show dead")
 with pager_col:
-    page_number = state.url_widget(
-        SCOPE, "page", state.lenient(lambda: state.get_int("page", 1, lo=1), 1), 1,
-        lambda key: st.number_input("Page", 1, key=key, step=1), state.encode_number,
-    )
+    page_number = state.url_number(SCOPE, "page", "Page", 1, lo=1, step=1)
 listing = None
 with reported_errors():
     if min_density > max_density:
@@ -83,7 +60,7 @@ if listing is not None:
     pages = max(1, -(-listing.total // PAGE_SIZE))
     frame = pd.DataFrame(
         {
-            "open": [relative_url(FEATURE, {"id": f.feature_id}) for f in listing.features],
+            "open": feature_links(f.feature_id for f in listing.features),
             "id": [f.feature_id for f in listing.features],
             "label": [("✎ " if f.by_team else "") + f.label for f in listing.features],
             "top token": [plain_token(f.row.top_token) for f in listing.features],
@@ -110,7 +87,7 @@ if listing is not None:
         selection_mode="single-row",
         key=f"features_table.{search}.{sort}.{descending}.{page_number}",
         column_config={
-            "open": st.column_config.LinkColumn("", display_text="open ↗", width="small"),
+            "open": FEATURE_LINK_COLUMN,
             "id": st.column_config.NumberColumn("id", format="%d", width="small"),
             "label": st.column_config.TextColumn("label", width="large"),
             "top token": st.column_config.TextColumn("top token", width="small"),

@@ -11,7 +11,7 @@ from ui import catalog, state
 from ui.feedback import flash, reported_errors
 from ui.frame import page_frame
 from ui.html import md_escape
-from ui.navigation import FEATURE, LISTS, page_header, relative_url, share_box
+from ui.navigation import FEATURE_LINK_COLUMN, LISTS, feature_links, page_header, share_box
 
 SCOPE = "lists"
 
@@ -66,7 +66,7 @@ with main:
         st.info("This list is empty.")
     else:
         table = pd.DataFrame({
-            "open": [relative_url(FEATURE, {"id": i.feature_id}) for i in items],
+            "open": feature_links(i.feature_id for i in items),
             "feature": [i.feature_id for i in items],
             "label": [labels.get(i.feature_id, "") for i in items],
             "note": [i.note for i in items],
@@ -79,7 +79,7 @@ with main:
                 table, hide_index=True, width="stretch", key=f"items_editor.{chosen.list_id}",
                 disabled=["open", "feature", "label", "added", "by"],
                 column_config={
-                    "open": st.column_config.LinkColumn("", display_text="open ↗", width="small"),
+                    "open": FEATURE_LINK_COLUMN,
                     "feature": st.column_config.NumberColumn(format="%d", width="small"),
                     "label": st.column_config.TextColumn(width="medium"),
                     "note": st.column_config.TextColumn("note (editable)", width="large", max_chars=2000),
@@ -100,9 +100,10 @@ with main:
 
     csv_col, json_col, delete_col = st.columns([1, 1, 2], vertical_alignment="bottom")
     slug = "".join(c if c.isalnum() else "-" for c in chosen.name).strip("-") or f"list-{chosen.list_id}"
-    csv_col.download_button("Export CSV", ctx.team.export_csv(chosen.list_id, labels), f"{slug}.csv", "text/csv",
-                            icon=":material/download:", width="stretch")
-    json_col.download_button("Export JSON", ctx.team.export_json(chosen.list_id, labels), f"{slug}.json",
+    # callables: an export is built when its button is clicked, not on every run of the page
+    csv_col.download_button("Export CSV", lambda: ctx.team.export_csv(chosen.list_id, labels), f"{slug}.csv",
+                            "text/csv", icon=":material/download:", width="stretch")
+    json_col.download_button("Export JSON", lambda: ctx.team.export_json(chosen.list_id, labels), f"{slug}.json",
                              "application/json", icon=":material/download:", width="stretch")
     with delete_col.popover("Delete list", icon=":material/delete:"):
         st.caption(f"Deletes '{md_escape(chosen.name)}' and its {chosen.item_count} notes for everyone.")

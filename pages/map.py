@@ -20,23 +20,12 @@ share_slot = page_header("Feature map", "UMAP of decoder directions. Hover a poi
 
 colour_col, search_col, dead_col = st.columns([2, 3, 1], vertical_alignment="bottom")
 with search_col:
-    search = state.url_widget(
-        SCOPE, "q", state.get_str("q"), "",
-        lambda key: st.text_input("Highlight features matching", key=key, placeholder="label or token"),
-    )
+    search = state.url_text(SCOPE, "q", st.text_input, "Highlight features matching", placeholder="label or token")
 with colour_col:
     default_colour = "search" if search.strip() else "density"
-    colour = state.url_widget(
-        SCOPE, "color", state.lenient(lambda: state.get_choice("color", list(COLOUR_MODES), default_colour),
-                                      default_colour),
-        default_colour,
-        lambda key: st.segmented_control("Colour by", list(COLOUR_MODES), key=key, format_func=COLOUR_MODES.get),
-    ) or default_colour
+    colour = state.url_choice(SCOPE, "color", "Colour by", COLOUR_MODES, default_colour, st.segmented_control)
 with dead_col:
-    show_dead = state.url_widget(
-        SCOPE, "dead", state.lenient(lambda: state.get_bool("dead", False), False), False,
-        lambda key: st.toggle("Show dead", key=key), state.encode_bool,
-    )
+    show_dead = state.url_toggle(SCOPE, "dead", "Show dead")
 
 matches: set[int] = set()
 if search.strip():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from backend.inference.schemas import MAX_NEW_TOKENS_CAP, SteerFeature, SteerRequest
+from backend.inference.schemas import SteerFeature, SteerRequest
 from backend.payloads import FeatureQuery
 from ui import catalog, live, state, steer_view
 from ui.feedback import reported_errors
@@ -17,6 +17,11 @@ from ui.steer_view import SteerTarget
 SCOPE = "steer"
 MODES = {"add": "Add", "clamp": "Clamp", "ablate": "Ablate"}
 POSITIONS = {"all": "Every token", "generated": "Generated tokens only"}
+
+
+def request_field(name: str) -> state.FieldBounds:
+    return state.field_bounds(SteerRequest, name)
+
 
 ctx = page_frame(STEER)
 share_slot = page_header("Steer", "Add a feature's decoder direction while generating (or clamp it, or ablate it) "
@@ -40,10 +45,7 @@ if add_col.button("Add", icon=":material/add:", disabled=picked is None, width="
 
 # ---- the request ---------------------------------------------------------------------------------------
 with st.form("steer_form", border=False):
-    prompt = state.url_widget(
-        SCOPE, "prompt", state.get_str("prompt"), "",
-        lambda key: st.text_area("Prompt", key=key, height=90, placeholder="Text to continue"),
-    )
+    prompt = state.url_text(SCOPE, "prompt", st.text_area, "Prompt", height=90, placeholder="Text to continue")
     editor_col, settings_col = st.columns([3, 2], gap="large")
     with editor_col:
         editor = pd.DataFrame({
@@ -61,51 +63,28 @@ with st.form("steer_form", border=False):
             },
         )
     with settings_col:
-        mode = state.url_widget(
-            SCOPE, "mode", state.lenient(lambda: state.get_choice("mode", list(MODES), "add"), "add"), "add",
-            lambda key: st.segmented_control("Mode", list(MODES), key=key, format_func=MODES.get,
-                                             help="add: + strength × decoder direction; clamp: set the activation "
-                                                  "to strength; ablate: set it to 0."),
-        ) or "add"
-        positions = state.url_widget(
-            SCOPE, "at", state.lenient(lambda: state.get_choice("at", list(POSITIONS), "all"), "all"), "all",
-            lambda key: st.segmented_control("Positions", list(POSITIONS), key=key, format_func=POSITIONS.get),
-        ) or "all"
+        # defaults and bounds come from SteerRequest, so the form offers exactly what the engine accepts
+        mode = state.url_choice(SCOPE, "mode", "Mode", MODES, request_field("mode").default, st.segmented_control,
+                                help="add: + strength × decoder direction; clamp: set the activation to strength; "
+                                     "ablate: set it to 0.")
+        positions = state.url_choice(SCOPE, "at", "Positions", POSITIONS, request_field("positions").default,
+                                     st.segmented_control)
         tokens_col, temp_col, seed_col = st.columns(3)
         with tokens_col:
-            new_tokens = state.url_widget(
-                SCOPE, "n", state.lenient(lambda: state.get_int("n", 32, 1, MAX_NEW_TOKENS_CAP), 32), 32,
-                lambda key: st.number_input("New tokens", 1, MAX_NEW_TOKENS_CAP, key=key, step=8),
-                state.encode_number,
-            )
+            new_tokens = state.url_number(SCOPE, "n", "New tokens", *request_field("max_new_tokens"), step=8)
         with temp_col:
-            temperature = state.url_widget(
-                SCOPE, "temp", state.lenient(lambda: state.get_float("temp", 0.5, 0.0, 5.0), 0.5), 0.5,
-                lambda key: st.number_input("Temperature", 0.0, 5.0, key=key, step=0.1, format="%g",
-                                            help="0 = greedy"),
-                state.encode_number,
-            )
+            temperature = state.url_number(SCOPE, "temp", "Temperature", *request_field("temperature"), step=0.1,
+                                           format="%g", help="0 = greedy")
         with seed_col:
-            seed = state.url_widget(
-                SCOPE, "seed", state.lenient(lambda: state.get_int("seed", 16, 0, 2**32 - 1), 16), 16,
-                lambda key: st.number_input("Seed", 0, 2**32 - 1, key=key, step=1), state.encode_number,
-            )
+            seed = state.url_number(SCOPE, "seed", "Seed", *request_field("seed"), step=1)
         with st.expander("More sampling settings"):
-            top_p = state.url_widget(
-                SCOPE, "top_p", state.lenient(lambda: state.get_float("top_p", 1.0, 0.01, 1.0), 1.0), 1.0,
-                lambda key: st.number_input("Top-p", 0.01, 1.0, key=key, step=0.05, format="%g"),
-                state.encode_number,
-            )
-            freq_penalty = state.url_widget(
-                SCOPE, "fp", state.lenient(lambda: state.get_float("fp", 1.0, -2.0, 5.0), 1.0), 1.0,
-                lambda key: st.number_input("Frequency penalty", -2.0, 5.0, key=key, step=0.1, format="%g"),
-                state.encode_number,
-            )
-            multiplier = state.url_widget(
-                SCOPE, "mult", state.lenient(lambda: state.get_float("mult", 1.0, -100.0, 100.0), 1.0), 1.0,
-                lambda key: st.number_input("Strength multiplier", -100.0, 100.0, key=key, step=0.5, format="%g"),
-                state.encode_number,
-            )
+            top_p_field = request_field("top_p")  # gt=0: the form's floor is one step above it
+            top_p = state.url_number(SCOPE, "top_p", "Top-p", top_p_field.default, 0.01, top_p_field.hi, step=0.05,
+                                     format="%g")
+            freq_penalty = state.url_number(SCOPE, "fp", "Frequency penalty", *request_field("freq_penalty"),
+                                            step=0.1, format="%g")
+            multiplier = state.url_number(SCOPE, "mult", "Strength multiplier", *request_field("strength_multiplier"),
+                                          step=0.5, format="%g")
     submitted = st.form_submit_button("Steer", icon=":material/play_arrow:", type="primary")
 
 if submitted:  # the editor's rows become the URL's `f`, so the link reproduces them

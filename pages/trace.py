@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from backend.errors import UserError
-from backend.inference.schemas import MAX_TOP_N, TraceRequest
+from backend.inference.schemas import TraceRequest
 from ui import live, state, trace_view
 from ui.feedback import reported_errors
 from ui.frame import page_frame
@@ -21,23 +21,14 @@ share_slot = page_header("Trace a prompt", "Which features fire on each token, w
                          "and which push the next-token prediction.")
 
 with st.form("trace_form", border=False):
-    prompt = state.url_widget(
-        SCOPE, "prompt", state.get_str("prompt"), "",
-        lambda key: st.text_area("Prompt", key=key, height=110, placeholder="Type or paste text to trace"),
-    )
+    prompt = state.url_text(SCOPE, "prompt", st.text_area, "Prompt", height=110,
+                            placeholder="Type or paste text to trace")
     density_col, top_col, bos_col, run_col = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
     with density_col:
-        density = state.url_widget(
-            SCOPE, "density", state.lenient(lambda: state.get_float("density", 0.0, 0.0, 1.0), 0.0), 0.0,
-            lambda key: st.number_input("Hide features denser than (0 = off)", 0.0, 1.0, key=key, step=0.01,
-                                        format="%g", help="Dense features fire almost everywhere and say little."),
-            state.encode_number,
-        )
+        density = state.url_number(SCOPE, "density", "Hide features denser than (0 = off)", 0.0, 0.0, 1.0,
+                                   step=0.01, format="%g", help="Dense features fire almost everywhere and say little.")
     with top_col:
-        top_n = state.url_widget(
-            SCOPE, "n", state.lenient(lambda: state.get_int("n", 20, 1, MAX_TOP_N), 20), 20,
-            lambda key: st.number_input("Features to rank", 1, MAX_TOP_N, key=key, step=5), state.encode_number,
-        )
+        top_n = state.url_number(SCOPE, "n", "Features to rank", *state.field_bounds(TraceRequest, "top_n"), step=5)
     with bos_col:
         ignore_bos = state.url_widget(
             SCOPE, "bos", state.lenient(lambda: not state.get_bool("bos", False), True), True,
@@ -49,9 +40,11 @@ position = state.lenient(lambda: state.get_int("pos", None, lo=0), None)
 highlight = state.lenient(lambda: state.get_int("hl", None, 0, ctx.info.d_sae - 1), None)
 if prompt.strip():
     with reported_errors():
+        # Without a chosen feature, the engine shades by the prompt's top feature in the same call.
         request = TraceRequest(prompt=prompt, top_k=PER_TOKEN, top_n=top_n, density_threshold=density or None,
                                ignore_bos=ignore_bos, position=position,
-                               feature_ids=[] if highlight is None else [highlight])
+                               feature_ids=[] if highlight is None else [highlight],
+                               trace_top_feature=highlight is None)
         try:
             result = live.trace(ctx, request)
         except UserError as exc:
@@ -61,9 +54,6 @@ if prompt.strip():
             st.warning(f"{md_escape(str(exc))} Showing the last token instead.")
             result = live.trace(ctx, request.model_copy(update={"position": None}))
         default_highlight = result.top_by_max[0].feature_id if result.top_by_max else None
-        if highlight is None and default_highlight is not None:  # shade by the prompt's top feature
-            result = live.trace(ctx, request.model_copy(update={"feature_ids": [default_highlight],
-                                                                "position": result.prediction.position}))
         labels = trace_view.feature_labels(ctx, result)
         selected = result.prediction.position
 

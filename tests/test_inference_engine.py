@@ -83,6 +83,20 @@ def test_trace_per_token_and_prompt_rankings_equal_brute_force(engine, source):
         assert trace.values == pytest.approx(acts[:, trace.feature_id].tolist(), abs=1e-5)
 
 
+def test_trace_top_feature_adds_the_top_features_values_in_the_same_call(engine, source):
+    _, acts, _, _ = brute_force_acts(source, PROMPT)
+    alone = engine.trace(TraceRequest(prompt=PROMPT, trace_top_feature=True))
+    top = alone.top_by_max[0].feature_id
+    assert [t.feature_id for t in alone.feature_traces] == [top]
+    assert alone.feature_traces[0].values == pytest.approx(acts[:, top].tolist(), abs=1e-5)
+    # after the requested ids, and never twice
+    other = next(f for f in range(source.d_sae) if f != top)
+    both = engine.trace(TraceRequest(prompt=PROMPT, feature_ids=[other], trace_top_feature=True))
+    assert [t.feature_id for t in both.feature_traces] == [other, top]
+    again = engine.trace(TraceRequest(prompt=PROMPT, feature_ids=[top], trace_top_feature=True))
+    assert [t.feature_id for t in again.feature_traces] == [top]
+
+
 def test_a_prompt_of_special_tokens_only_has_no_ranked_features(engine):
     response = engine.trace(TraceRequest(prompt="<|endoftext|>"))
     assert [t.special for t in response.tokens] == [True, True]

@@ -64,3 +64,12 @@ def test_selection_indices_map_back_to_feature_ids_with_dead_features_hidden(ctx
     box = SimpleNamespace(selection={"points": [{"point_index": i} for i in (0, 9, 29_000)], "box": [{}]})
     live = [f for f in range(N_POINTS) if f % 10]
     assert read_selection(box, view).selected == [1, 11, live[29_000]]
+
+
+def test_a_rerun_reuses_the_built_map_until_a_setting_or_a_team_label_changes():
+    small = big_context(64)
+    first = build_map(small, "search", show_dead=False, matches={3}, labels={5: "old"})
+    assert build_map(small, "search", show_dead=False, matches={3}, labels={5: "old"}) is first
+    relabelled = build_map(small, "search", show_dead=False, matches={3}, labels={5: "new"})
+    assert relabelled is not first and "new" in relabelled.figure.data[0].text
+    assert build_map(small, "search", show_dead=False, matches={4}, labels={5: "new"}) is not relabelled

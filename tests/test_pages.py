@@ -127,6 +127,21 @@ def test_feature_page_try_it_runs_the_model_on_the_text(index, open_page):
     assert strip.count('class="tok') >= 10 and "Fires on" in rendered(at)
 
 
+def test_features_page_finds_features_by_team_label_sorted_with_the_rest(index, open_page):
+    store = IndexStore.open(index)
+    by_max = store.list_features(FeatureQuery(sort="max_act", descending=True, limit=5000)).rows
+    low, high = by_max[-1].feature_id, by_max[0].feature_id
+    team = TeamStore.for_index(index)
+    team.set_label(low, "zebra crossing (weak)")
+    team.set_label(high, "zebra crossing (strong)")
+    at = open_page("features", q="zebra", sort="max_act", desc="1")
+    assert_clean(at)
+    frame = at.dataframe[0].value
+    assert list(frame["id"]) == [high, low]  # in the page's order, not team matches first
+    assert list(frame["label"]) == ["✎ zebra crossing (strong)", "✎ zebra crossing (weak)"]
+    assert "2 matching" in rendered(at)
+
+
 def test_map_page_renders_a_webgl_scatter_of_every_live_feature(index, open_page):
     at = open_page("map", q="a", color="search")
     assert_clean(at)
@@ -145,6 +160,21 @@ def test_trace_page_restores_prompt_token_and_filters(index, open_page):
     assert len(tables) == 3 and all(len(t.value) <= 7 for t in tables[1:])
     assert all(d is None or d <= 0.5 for d in tables[1].value["density"])
     assert "the model predicts" in rendered(at)
+
+
+def test_trace_page_shades_by_the_top_feature_in_one_model_call(index, open_page, monkeypatch):
+    from backend.inference.engine import LocalInference
+
+    calls = []
+    real_trace = LocalInference.trace
+    monkeypatch.setattr(LocalInference, "trace", lambda self, request: calls.append(request) or real_trace(self,
+                                                                                                          request))
+    at = open_page("trace", prompt="while True:\n    break  # one call")
+    assert_clean(at)
+    assert len(calls) == 1 and calls[0].trace_top_feature and calls[0].feature_ids == []
+    top = at.selectbox(key="trace.hl").value
+    assert top == at.dataframe[1].value["feature"][0]  # the prompt's top feature by max activation
+    assert "hl" not in at.query_params  # the default shading keeps the link short
 
 
 def test_picking_a_token_and_a_feature_on_the_trace_page_rewrites_the_link(index, open_page):
@@ -236,6 +266,10 @@ def test_labels_and_lists_are_saved_from_the_feature_page(index, open_page):
         ("steer", {"prompt": "x", "f": "3:abc"}, "should look like 12 or 12:4.5"),
         ("steer", {"prompt": "x", "f": "99999"}, "99999"),
         ("steer", {"prompt": "x", "f": "3", "temp": "hot"}, "must be a number"),
+        # bounds the form takes from SteerRequest / TraceRequest
+        ("steer", {"prompt": "x", "f": "3", "temp": "9"}, "'temp' must be between 0.0 and 5.0, not 9"),
+        ("steer", {"prompt": "x", "f": "3", "n": "600"}, "'n' must be between 1 and 512, not 600"),
+        ("trace", {"prompt": "x", "n": "0"}, "'n' must be between 1 and 200, not 0"),
         ("lists", {"list": "12345"}, "does not exist"),
         ("features", {"index": "/no/such/index.duckdb"}, "No index at /no/such/index.duckdb"),
     ],

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from backend.inference.schemas import (
 )
 from backend.server import BackgroundServer, ServeConfig, check_bind_security, create_app, serve
 from backend.sources import SourceSpec, load_source
+from backend.testing import free_port, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "a-test-token-of-32-characters-xx"
@@ -53,7 +52,7 @@ def mixed_requests() -> list[TraceRequest | SteerRequest | TokenizeRequest]:
     requests: list[TraceRequest | SteerRequest | TokenizeRequest] = []
     for i, prompt in enumerate(PROMPTS):
         requests.append(TraceRequest(prompt=prompt, top_k=3 + i, feature_ids=[i, 20 + i]))
-        requests.append(TraceRequest(prompt=prompt, position=-2, ignore_bos=False))
+        requests.append(TraceRequest(prompt=prompt, position=-2, ignore_bos=False, trace_top_feature=i % 2 == 0))
         requests.append(SteerRequest(prompt=prompt, features=[SteerFeature(feature_id=3 + i, strength=6.0 - 4 * i)],
                                      mode=("add", "clamp", "ablate", "add")[i], max_new_tokens=6, seed=i,
                                      temperature=0.8))
@@ -227,24 +226,16 @@ def test_refuses_to_listen_beyond_loopback_without_a_real_token(monkeypatch):
 
 def test_cli_serve_runs_the_service(tiny_dirs):
     """`python -m backend serve` end to end: start, answer /health and /trace, stop."""
-    with socket.socket() as probe:  # a free port for the child process (the tiny race is harmless here)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     env.pop("BACKEND_TOKEN", None)
     process = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--source", tiny_dirs.spec,
-                                "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+                                "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180  # a cold start imports torch and loads the model
-        while True:
-            try:
-                health = httpx.get(url + "/health").json()
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "the service did not start"
-                time.sleep(0.2)
+        wait_until_answering(url + "/health", process, timeout=180)  # a cold start imports torch, loads the model
+        health = httpx.get(url + "/health").json()
         assert health["source"] == tiny_dirs.spec and health["d_sae"] == 64
         trace = httpx.post(url + "/trace", json={"prompt": "def add(a, b):"}).json()
         assert json.dumps(trace) and trace["tokens"][0]["special"]

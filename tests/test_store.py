@@ -85,6 +85,19 @@ def test_search_by_label_token_and_id(store):
     assert store.search("no-such-token-anywhere") == []
 
 
+def test_ids_matched_elsewhere_join_the_search_under_the_same_filters_and_order(store):
+    alive = store.list_features(FeatureQuery(limit=5000)).rows
+    dead_id = store.d_sae - 1
+    extra = [alive[3].feature_id, alive[7].feature_id, dead_id]
+    query = FeatureQuery(search="no-such-token-anywhere", sort="max_act", descending=True, limit=5000)
+    table = store.list_features(query, also_matching=extra)
+    expected = sorted((r for r in alive if r.feature_id in extra), key=lambda r: (-r.max_act, r.feature_id))
+    assert table.total == 2 and [r.feature_id for r in table.rows] == [r.feature_id for r in expected]
+    with_dead = store.list_features(query.model_copy(update={"hide_dead": False}), also_matching=extra)
+    assert dead_id in [r.feature_id for r in with_dead.rows] and with_dead.total == 3
+    assert store.list_features(FeatureQuery(limit=5000), also_matching=extra).total == len(alive)  # no search
+
+
 def test_sort_field_is_validated():
     with pytest.raises(ValueError):
         FeatureQuery(sort="density; DROP TABLE features")

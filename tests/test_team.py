@@ -74,7 +74,9 @@ def test_lists_with_notes_round_trip(team):
     assert set(items) == {3, 4, 5}
     assert items[3].note == "re-added: note replaced" and items[4].note == "closing" and items[5].note == "from the map"
     assert [(t.name, t.item_count) for t in team.lists()] == [("another", 1), ("brackets", 3)]
-    assert [t.name for t in team.lists_containing(3)] == ["another", "brackets"]
+    # with full item counts, not just the matching item
+    assert [(t.name, t.item_count) for t in team.lists_containing(3)] == [("another", 1), ("brackets", 3)]
+    assert team.lists_containing(99) == []
 
     team.remove_from_list(brackets.list_id, 5)
     assert {i.feature_id for i in team.list_items(brackets.list_id)} == {3, 4}
@@ -82,6 +84,8 @@ def test_lists_with_notes_round_trip(team):
     assert [t.name for t in team.lists()] == ["another"]
     with pytest.raises(NotFoundError):
         team.list_items(brackets.list_id)
+    with pytest.raises(NotFoundError, match=f"List {brackets.list_id} does not exist"):
+        team.delete_list(brackets.list_id)
 
 
 def test_exports_parse_back_with_labels(team):

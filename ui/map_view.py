@@ -31,7 +31,7 @@ class MapSelection:
     selected: list[int]  # box or lasso selection (can be saved as a list)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=8)  # shared, read-only: no copy per rerun
 def _points(_ctx: IndexContext, index_key: str) -> MapPoints:
     return _ctx.store.map_points()
 
@@ -39,7 +39,16 @@ def _points(_ctx: IndexContext, index_key: str) -> MapPoints:
 def build_map(
     ctx: IndexContext, colour: str, show_dead: bool, matches: set[int], labels: dict[int, str]
 ) -> MapView:
-    points = _points(ctx, ctx.key)
+    """The map for these settings; cached, so a click or a rerun reuses the figure instead of rebuilding it.
+    `labels` (team labels) are part of the key: a label edited anywhere shows on the next run."""
+    return _build_map(ctx, ctx.key, colour, show_dead, tuple(sorted(matches)), tuple(sorted(labels.items())))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _build_map(_ctx: IndexContext, index_key: str, colour: str, show_dead: bool, matches: tuple[int, ...],
+               label_items: tuple[tuple[int, str], ...]) -> MapView:
+    labels = dict(label_items)
+    points = _points(_ctx, index_key)
     # numpy columns, numeric colours: plotly validates arrays at once but lists item by item (seconds at 32k points)
     dead = np.asarray(points.dead, dtype=bool)
     keep = np.flatnonzero(~dead if not show_dead else np.ones_like(dead))

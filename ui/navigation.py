@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -63,6 +64,15 @@ def relative_url(page: PageRef, params: dict[str, object] | None = None) -> str:
     query = urlencode(with_index(params or {}))
     path = "./" if page.default else page.url_path
     return f"{path}?{query}" if query else path
+
+
+# A feature table's first column: each row's feature page, opened in a new tab.
+FEATURE_LINK_COLUMN = st.column_config.LinkColumn("", display_text="open ↗", width="small")
+
+
+def feature_links(ids: Iterable[int]) -> list[str]:
+    """Values for a FEATURE_LINK_COLUMN."""
+    return [relative_url(FEATURE, {"id": i}) for i in ids]
 
 
 def current_url() -> str:

@@ -7,10 +7,11 @@ changed under it (a link, the back button) is reset to the URL's value."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import streamlit as st
+from pydantic import BaseModel
 
 from backend.errors import UserError
 from ui.html import md_escape
@@ -120,3 +121,54 @@ def url_widget(
     value = render(key)
     put(name, None if value == default or value is None else encode(value))
     return value
+
+
+# ---- typed URL-bound widgets: the link check and the widget share one default and one set of bounds ----
+
+N = TypeVar("N", int, float)
+
+
+class FieldBounds(NamedTuple):
+    default: Any
+    lo: float | None
+    hi: float | None
+
+
+def field_bounds(model: type[BaseModel], name: str) -> FieldBounds:
+    """A request field's default and inclusive bounds (ge / le), so a widget offers exactly what the API accepts."""
+    info = model.model_fields[name]
+    lo = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
+    hi = next((m.le for m in info.metadata if hasattr(m, "le")), None)
+    return FieldBounds(info.default, lo, hi)
+
+
+def url_number(scope: str, name: str, label: str, default: N, lo: N | None = None, hi: N | None = None,
+               **widget: Any) -> N:
+    """`st.number_input` bound to URL parameter `name`; whole numbers when `default` is an int. A malformed or
+    out-of-range link value says so in one sentence and falls back to `default`."""
+    kind = int if isinstance(default, int) else float
+    get = get_int if kind is int else get_float
+    # Streamlit refuses mixed int/float bounds; schema bounds are often written as ints (le=5)
+    lo, hi = (None if b is None else kind(b) for b in (lo, hi))
+    url_value = lenient(lambda: get(name, default, lo, hi), default)
+    return url_widget(scope, name, url_value, default,
+                      lambda key: st.number_input(label, lo, hi, key=key, **widget), encode_number)
+
+
+def url_choice(scope: str, name: str, label: str, options: Mapping[str, str], default: str,
+               widget: Callable[..., str | None] = st.selectbox, **kwargs: Any) -> str:
+    """A choice among `options` (URL value -> shown name) bound to URL parameter `name`; an unselected
+    segmented control reads as `default`."""
+    url_value = lenient(lambda: get_choice(name, list(options), default), default)
+    return url_widget(scope, name, url_value, default, lambda key: widget(
+        label, list(options), key=key, format_func=options.get, **kwargs)) or default
+
+
+def url_toggle(scope: str, name: str, label: str, default: bool = False, **kwargs: Any) -> bool:
+    url_value = lenient(lambda: get_bool(name, default), default)
+    return url_widget(scope, name, url_value, default, lambda key: st.toggle(label, key=key, **kwargs), encode_bool)
+
+
+def url_text(scope: str, name: str, widget: Callable[..., str], label: str, **kwargs: Any) -> str:
+    """A text widget (`st.text_input`, `st.text_area`) bound to URL parameter `name`."""
+    return url_widget(scope, name, get_str(name), "", lambda key: widget(label, key=key, **kwargs))

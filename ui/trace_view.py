@@ -10,7 +10,7 @@ from backend.tokens import visible_whitespace
 from ui import catalog, charts
 from ui.charts import EffectBar
 from ui.html import Shade, StripToken, chip, esc, md_escape, plain_token, token_strip
-from ui.navigation import FEATURE, relative_url
+from ui.navigation import FEATURE_LINK_COLUMN, feature_links
 from ui.resources import IndexContext
 
 
@@ -53,11 +53,9 @@ def token_pills_format(result: TraceResponse):
 
 def _link_frame(rows: list[dict], link_ids: list[int]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
-    frame.insert(0, "open", [relative_url(FEATURE, {"id": i}) for i in link_ids])
+    frame.insert(0, "open", feature_links(link_ids))
     return frame
 
-
-_LINK = st.column_config.LinkColumn("", display_text="open ↗", width="small")
 
 
 def token_features_table(features: list[FeatureValue], labels: dict[int, str]) -> None:
@@ -69,7 +67,7 @@ def token_features_table(features: list[FeatureValue], labels: dict[int, str]) -
         [f.feature_id for f in features],
     )
     st.dataframe(frame, hide_index=True, width="stretch", column_config={
-        "open": _LINK, "feature": st.column_config.NumberColumn(format="%d", width="small"),
+        "open": FEATURE_LINK_COLUMN, "feature": st.column_config.NumberColumn(format="%d", width="small"),
         "activation": st.column_config.ProgressColumn(format="%.3f", min_value=0.0,
                                                       max_value=max(f.value for f in features)),
     })
@@ -87,7 +85,7 @@ def prompt_features_table(features: list[PromptFeature], result: TraceResponse, 
     ]
     st.dataframe(_link_frame(rows, [f.feature_id for f in features]), hide_index=True, width="stretch",
                  height=min(36 + 35 * len(rows), 460), column_config={
-                     "open": _LINK, "feature": st.column_config.NumberColumn(format="%d", width="small"),
+                     "open": FEATURE_LINK_COLUMN, "feature": st.column_config.NumberColumn(format="%d", width="small"),
                      "max": st.column_config.NumberColumn(format="%.3f"),
                      "sum": st.column_config.NumberColumn(format="%.3f"),
                      "density": st.column_config.NumberColumn(format="%.2e"),

@@ -6,7 +6,7 @@ feature page and in a live trace, and multi-byte characters are never shown as g
 from __future__ import annotations
 
 from backend.inference.schemas import TokenInfo
-from backend.tokens import display_pieces, is_partial_token, single_token_text, token_bytes_table
+from backend.tokens import display_pieces, single_token, token_bytes_table
 
 
 class TokenRenderer:
@@ -23,8 +23,8 @@ class TokenRenderer:
     def render_one(self, token_id: int) -> TokenInfo:
         """A token on its own (a prediction, an alternative): bytes that are not a whole character
         are shown as <0xNN> escapes rather than as nothing."""
-        return TokenInfo(id=token_id, text=single_token_text(token_id, self._bytes), special=token_id in self._special,
-                         partial=is_partial_token(token_id, self._bytes))
+        token = single_token(token_id, self._bytes)
+        return TokenInfo(id=token_id, text=token.text, special=token_id in self._special, partial=token.partial)
 
     def _has_bytes(self, token_id: int) -> bool:
         return 0 <= token_id < len(self._bytes) and len(self._bytes[token_id]) > 0

@@ -158,15 +158,18 @@ class LocalInference:
             alternatives=[TokenProbability(token=self._renderer.render_one(i), probability=p)
                           for i, p in zip(top_ids.tolist(), top_probs.tolist(), strict=True)],
             direct_effects=effects)
-        requested = forward.feature_acts[:, request.feature_ids].T.tolist() if request.feature_ids else []
+        top_by_max = table.ranking(density.allowed_ids, "max", request.top_n, density.densities)
+        traced = list(request.feature_ids)
+        if request.trace_top_feature and top_by_max and top_by_max[0].feature_id not in traced:
+            traced.append(top_by_max[0].feature_id)
+        requested = forward.feature_acts[:, traced].T.tolist() if traced else []
         return TraceResponse(
             tokens=self._renderer.render(tokens[0].tolist()),
             token_features=top_features_per_token(forward.feature_acts, request.top_k),
-            top_by_max=table.ranking(density.allowed_ids, "max", request.top_n, density.densities),
+            top_by_max=top_by_max,
             top_by_sum=table.ranking(density.allowed_ids, "sum", request.top_n, density.densities),
             density_filter_applied=density.applied, hidden_by_density=density.hidden,
-            feature_traces=[FeatureTrace(feature_id=f, values=v) for f, v in zip(request.feature_ids, requested,
-                                                                                  strict=True)],
+            feature_traces=[FeatureTrace(feature_id=f, values=v) for f, v in zip(traced, requested, strict=True)],
             prediction=prediction)
 
     def _density_filter(self, ids: list[int], threshold: float | None) -> DensityFilter:

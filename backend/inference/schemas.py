@@ -130,6 +130,9 @@ class TraceRequest(_Request):
     ignore_bos: bool = Field(True, description="Leave BOS and other special tokens out of the prompt rankings.")
     position: int | None = Field(None, description="Token whose next-token prediction is explained (direct "
                                                    "effects); default the last one, negative counts from the end.")
+    trace_top_feature: bool = Field(False, description="Also return, after `feature_ids`, the activations at every "
+                                                      "token of the prompt's top feature by max activation (density "
+                                                      "filter applied), so one call can shade the prompt by it.")
 
 
 class TokenFeatures(BaseModel):
@@ -181,7 +184,8 @@ class TraceResponse(BaseModel):
                                                      "or without an index).")
     hidden_by_density: int = Field(0, description="Active features left out because they are denser than the "
                                                   "threshold.")
-    feature_traces: list[FeatureTrace]
+    feature_traces: list[FeatureTrace] = Field(description="One per requested feature id, in order, then the top "
+                                                           "feature when `trace_top_feature` added it.")
     prediction: Prediction
 
 
