@@ -107,6 +107,8 @@ else:
         steer_view.continuations_panel(result)
         st.markdown("**Did the features fire more?**")
         steer_view.evidence_table(result, labels)
+        if hint := steer_view.steering_hint(result):
+            st.info(hint, icon=":material/tips_and_updates:")
         steer_view.activation_chart(result, labels)
 
 share_box(share_slot)

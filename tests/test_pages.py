@@ -213,6 +213,17 @@ def test_steer_page_restores_a_shared_link_and_gives_the_same_text(index, open_p
     assert again.dataframe[0].value.equals(editor)
 
 
+def test_steer_page_says_which_added_features_never_registered(index, open_page):
+    dead = IndexStore.open(index).d_sae - 1  # the tiny SAE's dead feature can never win a top-k slot
+    at = open_page("steer", prompt="def add(a, b):", f=f"7:50,{dead}:5", n=6)
+    assert_clean(at)
+    hints = [i.value for i in at.info]
+    assert len(hints) == 1 and hints[0].startswith(f"#{dead} never fired after the edit") and "#7" not in hints[0]
+    clamped = open_page("steer", prompt="def add(a, b):", f=f"{dead}:5", n=6, mode="clamp")
+    assert_clean(clamped)
+    assert not any("never fired" in i.value for i in clamped.info)  # clamp sets the activation itself
+
+
 def test_lists_page_shows_lists_from_the_team_store(index, open_page):
     team = TeamStore.for_index(index)
     listed = team.create_list("brackets")

@@ -137,6 +137,23 @@ def evidence_table(result: SteerResponse, labels: dict[int, str]) -> None:
     })
 
 
+def unregistered_features(result: SteerResponse) -> list[int]:
+    """Features added with a positive strength that the SAE still never reads as active after the edit: the
+    strength was too small to lift them into the SAE's top-k (some features read little of their own decoder
+    direction). Clamp and ablate set the activation directly, so they are never listed."""
+    return [s.feature_id for s in result.summary
+            if result.mode == "add" and s.strength > 0 and s.mean_steered_after_edit == 0]
+
+
+def steering_hint(result: SteerResponse) -> str | None:
+    weak = unregistered_features(result)
+    if not weak:
+        return None
+    ids = ", ".join(f"#{f}" for f in weak)
+    return (f"{ids} never fired after the edit at this strength, so the rest of the model saw too little of "
+            "the feature to act on; raise the strength multiplier (e.g. 2–4) under More sampling settings.")
+
+
 def activation_chart(result: SteerResponse, labels: dict[int, str]) -> None:
     series = []
     for k, fid in enumerate(result.feature_ids):
