@@ -1,6 +1,7 @@
 """Features as the team sees them: the index's rows with team labels laid over the automatic ones.
 
-A team label overrides the automatic label everywhere; this is the one place where the two meet."""
+A team label overrides the automatic label everywhere (the rule: `backend.team.effective_label`); pages get
+their labels here rather than reading the two stores themselves."""
 
 from __future__ import annotations
 
