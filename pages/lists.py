@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from backend.errors import UserError
-from ui import catalog, state
+from ui import catalog, lists_view, state
 from ui.feedback import flash, reported_errors
 from ui.frame import page_frame
 from ui.html import md_escape
@@ -18,6 +18,11 @@ SCOPE = "lists"
 ctx = page_frame(LISTS)
 share_slot = page_header("Lists", "Shared with everyone who browses this index on this server. Save features "
                          "from a feature page or a map selection.")
+quick = state.lenient(lambda: lists_view.parse_quick_list(state.get_str("quick"), ctx.info.d_sae), [])
+if quick:  # a list carried in the link: shown on its own, saved only on request
+    lists_view.quick_list_panel(ctx, quick)
+    share_box(share_slot)
+    st.stop()
 team_lists = ctx.team.lists()
 
 side, main = st.columns([1, 3], gap="large")

@@ -9,7 +9,7 @@ from backend.payloads import FeatureQuery
 from ui import catalog, state
 from ui.frame import page_frame
 from ui.html import md_escape
-from ui.lists_view import add_to_list_popover
+from ui.lists_view import MAX_QUICK_LIST, add_to_list_popover, quick_list_url
 from ui.map_view import COLOUR_MODES, build_map, read_selection
 from ui.navigation import FEATURE, MAP, go, page_header, share_box
 
@@ -43,8 +43,13 @@ if picked.clicked is not None:
     go(FEATURE, {"id": picked.clicked})
 if picked.selected:
     rows = catalog.name(ctx, list(ctx.store.feature_rows(picked.selected).values()))
-    info_col, save_col = st.columns([4, 1.3], vertical_alignment="center")
+    info_col, share_col, save_col = st.columns([3, 1.3, 1.3], vertical_alignment="center")
     info_col.markdown(f"**{len(picked.selected):,} features selected**")
+    if quick_url := quick_list_url(sorted(picked.selected)):
+        share_col.link_button("Open as a quick list", quick_url, icon=":material/share:", width="stretch",
+                              help="A link that carries these features; share it, nothing is saved.")
+    else:
+        share_col.caption(f"Too many for a link (at most {MAX_QUICK_LIST}); save them as a list.")
     with save_col:
         add_to_list_popover(ctx, sorted(picked.selected), key="map_selection")
     st.dataframe(

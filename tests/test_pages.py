@@ -224,6 +224,26 @@ def test_steer_page_says_which_added_features_never_registered(index, open_page)
     assert not any("never fired" in i.value for i in clamped.info)  # clamp sets the activation itself
 
 
+def test_a_quick_list_link_shows_its_features_and_saves_them_as_a_team_list(index, open_page):
+    at = open_page("lists", quick="5,3,5,9")
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table["feature"]) == [5, 3, 9]  # link order, repeats dropped
+    assert TeamStore.for_index(index).lists() == []  # nothing stored by opening the link
+    at.text_input(key="quick_list.name").input("from a link")
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert_clean(at)
+    (saved,) = TeamStore.for_index(index).lists()
+    assert saved.name == "from a link" and saved.item_count == 3
+
+
+def test_quick_list_links_are_built_only_for_what_fits_in_one():
+    from ui.lists_view import MAX_QUICK_LIST, quick_list_url
+
+    assert quick_list_url([3, 17]).split("?")[1].startswith("quick=3%2C17")
+    assert quick_list_url(list(range(MAX_QUICK_LIST + 1))) is None and quick_list_url([]) is None
+
+
 def test_lists_page_shows_lists_from_the_team_store(index, open_page):
     team = TeamStore.for_index(index)
     listed = team.create_list("brackets")
@@ -282,6 +302,9 @@ def test_labels_and_lists_are_saved_from_the_feature_page(index, open_page):
         ("steer", {"prompt": "x", "f": "3", "n": "600"}, "'n' must be between 1 and 512, not 600"),
         ("trace", {"prompt": "x", "n": "0"}, "'n' must be between 1 and 200, not 0"),
         ("lists", {"list": "12345"}, "does not exist"),
+        ("lists", {"quick": "3,x"}, "must be feature ids separated by commas"),
+        ("lists", {"quick": "3,99999"}, "Feature 99999 does not exist"),
+        ("lists", {"quick": ",".join(str(i) for i in range(151))}, "at most 150 features"),
         ("features", {"index": "/no/such/index.duckdb"}, "No index at /no/such/index.duckdb"),
     ],
 )

@@ -1,4 +1,5 @@
-"""Saving features to the team's lists, from the feature page (one feature) or the map (a selection)."""
+"""Saving features to the team's lists, from the feature page (one feature) or the map (a selection), and quick
+lists: up to 150 features carried in a link (`lists?quick=3,17,42`), nothing stored until someone saves them."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import streamlit as st
 
 from backend.errors import UserError
 from backend.team import TeamList
+from ui import catalog
 from ui.feedback import flash, reported_errors
 from ui.html import md_escape
 from ui.identity import author_name
+from ui.navigation import FEATURE_LINK_COLUMN, LISTS, feature_links, relative_url
 from ui.resources import IndexContext
 
 NEW_LIST = "New list…"
+MAX_QUICK_LIST = 150  # ids in one link; longer links get unwieldy (Neuronpedia's quick lists stop here too)
 
 
 def add_to_list_popover(ctx: IndexContext, feature_ids: list[int], key: str) -> None:
@@ -46,3 +50,43 @@ def _target_list(ctx: IndexContext, lists: list[TeamList], choice: str, new_name
     if choice == NEW_LIST:
         raise UserError("Type a name for the new list.")
     return next(t for t in lists if t.name == choice)
+
+
+def parse_quick_list(text: str, d_sae: int) -> list[int]:
+    """Feature ids from a quick-list link ("3,17,42"), in order, repeats dropped; one sentence when malformed."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not all(p.isdigit() for p in parts):
+        raise UserError(f"The link's 'quick' must be feature ids separated by commas, like 3,17,42, not '{text}'.")
+    ids = list(dict.fromkeys(int(p) for p in parts))
+    if len(ids) > MAX_QUICK_LIST:
+        raise UserError(f"A quick list holds at most {MAX_QUICK_LIST} features; this link has {len(ids)}. "
+                        "Save them as a list instead.")
+    missing = [i for i in ids if i >= d_sae]
+    if missing:
+        raise UserError(f"Feature {missing[0]} does not exist; this SAE has features 0 to {d_sae - 1}.")
+    return ids
+
+
+def quick_list_url(feature_ids: list[int]) -> str | None:
+    """A link to these features as a quick list, or None when there are too many for one link."""
+    if not feature_ids or len(feature_ids) > MAX_QUICK_LIST:
+        return None
+    return relative_url(LISTS, {"quick": ",".join(str(i) for i in feature_ids)})
+
+
+def quick_list_panel(ctx: IndexContext, feature_ids: list[int]) -> None:
+    st.markdown(f"#### Quick list · {len(feature_ids)} feature{'s' if len(feature_ids) != 1 else ''}")
+    st.caption("Carried in this link and stored nowhere: copy the link to share it, or save it as a team list.")
+    rows = ctx.store.feature_rows(feature_ids)
+    named = {f.feature_id: f for f in catalog.name(ctx, [rows[i] for i in feature_ids if i in rows])}
+    shown = [named[i] for i in feature_ids if i in named]
+    st.dataframe(
+        {"open": feature_links(f.feature_id for f in shown), "feature": [f.feature_id for f in shown],
+         "label": [f.label for f in shown], "density": [f.row.density for f in shown],
+         "max act": [f.row.max_act for f in shown]},
+        hide_index=True, width="stretch", height=min(36 + 35 * len(shown), 640),
+        column_config={"open": FEATURE_LINK_COLUMN, "feature": st.column_config.NumberColumn(format="%d"),
+                       "density": st.column_config.NumberColumn(format="%.2e"),
+                       "max act": st.column_config.NumberColumn(format="%.2f")},
+    )
+    add_to_list_popover(ctx, feature_ids, key="quick_list")

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -162,6 +163,8 @@ def test_a_box_selection_on_the_map_is_saved_as_a_list(server, page, index):
     page.get_by_text("features selected").wait_for(timeout=30_000)
     settle(page)
     selected = int(page.get_by_text("features selected").inner_text().split()[0])
+    quick = page.get_by_role("link", name="Open as a quick list").get_attribute("href")
+    assert len(unquote(quick.split("quick=")[1].split("&")[0]).split(",")) == selected
     page.get_by_role("button", name="as a list").click()
     page.get_by_label("…or a new list named").fill("top-left corner")
     page.locator("[data-testid='stPopoverBody'] button", has_text="Save").click()
