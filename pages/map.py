@@ -9,7 +9,7 @@ from backend.payloads import FeatureQuery
 from ui import catalog, state
 from ui.frame import page_frame
 from ui.html import md_escape
-from ui.lists_view import MAX_QUICK_LIST, add_to_list_popover, quick_list_url
+from ui.lists_view import MAX_QUICK_LIST, add_to_list_popover, features_summary_table, quick_list_url
 from ui.map_view import COLOUR_MODES, build_map, read_selection
 from ui.navigation import FEATURE, MAP, go, page_header, share_box
 
@@ -52,13 +52,7 @@ if picked.selected:
         share_col.caption(f"Too many for a link (at most {MAX_QUICK_LIST}); save them as a list.")
     with save_col:
         add_to_list_popover(ctx, sorted(picked.selected), key="map_selection")
-    st.dataframe(
-        {"id": [r.feature_id for r in rows], "label": [r.label for r in rows],
-         "density": [r.row.density for r in rows], "max act": [r.row.max_act for r in rows]},
-        hide_index=True, width="stretch", height=min(36 + 35 * len(rows), 320),
-        column_config={"density": st.column_config.NumberColumn(format="%.2e"),
-                       "max act": st.column_config.NumberColumn(format="%.2f")},
-    )
+    features_summary_table(rows, max_height=320)
 else:
     st.caption(f"{len(view.feature_ids):,} features shown.")
 

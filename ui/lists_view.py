@@ -75,18 +75,22 @@ def quick_list_url(feature_ids: list[int]) -> str | None:
 
 
 def quick_list_panel(ctx: IndexContext, feature_ids: list[int]) -> None:
+    """`feature_ids` are checked against the SAE (`parse_quick_list`), so each has an index row."""
     st.markdown(f"#### Quick list · {len(feature_ids)} feature{'s' if len(feature_ids) != 1 else ''}")
     st.caption("Carried in this link and stored nowhere: copy the link to share it, or save it as a team list.")
     rows = ctx.store.feature_rows(feature_ids)
-    named = {f.feature_id: f for f in catalog.name(ctx, [rows[i] for i in feature_ids if i in rows])}
-    shown = [named[i] for i in feature_ids if i in named]
+    features_summary_table(catalog.name(ctx, [rows[i] for i in feature_ids]), max_height=640)
+    add_to_list_popover(ctx, feature_ids, key="quick_list")
+
+
+def features_summary_table(features: list[catalog.NamedFeature], max_height: int) -> None:
+    """A short table of chosen features (a quick list, a map selection): link, id, label, density, max act."""
     st.dataframe(
-        {"open": feature_links(f.feature_id for f in shown), "feature": [f.feature_id for f in shown],
-         "label": [f.label for f in shown], "density": [f.row.density for f in shown],
-         "max act": [f.row.max_act for f in shown]},
-        hide_index=True, width="stretch", height=min(36 + 35 * len(shown), 640),
+        {"open": feature_links(f.feature_id for f in features), "feature": [f.feature_id for f in features],
+         "label": [f.label for f in features], "density": [f.row.density for f in features],
+         "max act": [f.row.max_act for f in features]},
+        hide_index=True, width="stretch", height=min(36 + 35 * len(features), max_height),
         column_config={"open": FEATURE_LINK_COLUMN, "feature": st.column_config.NumberColumn(format="%d"),
                        "density": st.column_config.NumberColumn(format="%.2e"),
                        "max act": st.column_config.NumberColumn(format="%.2f")},
     )
-    add_to_list_popover(ctx, feature_ids, key="quick_list")
