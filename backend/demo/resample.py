@@ -75,10 +75,11 @@ def resample_dead_latents(sae, acts: torch.Tensor, seed: int, chunk: int = 8192)
     losses, kth_values = [], []
     for start in range(0, len(acts), chunk):
         x = acts[start:start + chunk].to(device)
-        feature_acts = sae.encode(x)
+        pre = _pre_activations(sae, x)
+        feature_acts = sae.activation_fn(pre)  # what sae.encode(x) returns, without a second encoder pass
         counts += (feature_acts > 0).sum(0).cpu()
         losses.append((x - sae.decode(feature_acts)).pow(2).sum(-1).cpu())
-        kth_values.append(_pre_activations(sae, x).topk(k, dim=-1).values[:, -1].cpu())
+        kth_values.append(pre.topk(k, dim=-1).values[:, -1].cpu())
     dead = torch.nonzero(counts == 0).squeeze(-1)
     if len(dead) == 0:
         return ResampleReport(len(acts), 0, 0, 0)
