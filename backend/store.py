@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,10 +111,18 @@ class IndexStore:
         return single_token_text(token_id, self.vocab)
 
     # ---- feature table -----------------------------------------------------------------
-    def list_features(self, query: FeatureQuery, also_matching: Sequence[int] = ()) -> FeatureTable:
+    def list_features(
+        self, query: FeatureQuery, also_matching: Sequence[int] = (), label_scores: Mapping[int, float] | None = None
+    ) -> FeatureTable:
         """Filtered, sorted, paged rows. A search matches the automatic label, the top token, the id, and the
-        ids in `also_matching` (e.g. those whose team label matched), all under the same filters and order."""
-        where, params = ["density BETWEEN ? AND ?"], [query.min_density, query.max_density]
+        ids in `also_matching` (e.g. those whose team label matched), all under the same filters and order.
+        `label_scores` (best explanation F1 per feature) serve the label-score sort and filter."""
+        table, params = _scored_features(query, label_scores)
+        where = ["density BETWEEN ? AND ?"]
+        params += [query.min_density, query.max_density]
+        if query.min_label_score > 0:
+            where.append("label_score >= ?")
+            params.append(query.min_label_score)
         if query.hide_dead:
             where.append("NOT dead")
         if query.search.strip():
@@ -126,11 +134,11 @@ class IndexStore:
                 params.append(int(text))
             where.append(f"({' OR '.join(matches)})")
         clause = " AND ".join(where)
-        order = f"{query.sort} {'DESC' if query.descending else 'ASC'}, feature_id"  # sort is pattern-checked
+        order = f"{query.sort} {'DESC' if query.descending else 'ASC'} NULLS LAST, feature_id"  # pattern-checked
         cur = self._cursor()
-        total = cur.execute(f"SELECT count(*) FROM features WHERE {clause}", params).fetchone()[0]
+        total = cur.execute(f"SELECT count(*) FROM {table} WHERE {clause}", params).fetchone()[0]
         rows = cur.execute(
-            f"SELECT {_ROW_COLUMNS} FROM features WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+            f"SELECT {_ROW_COLUMNS} FROM {table} WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
             [*params, query.limit, query.offset],
         ).fetchall()
         return FeatureTable(total=total, rows=[_row(r) for r in rows])
@@ -332,3 +340,14 @@ def example_windows(store: IndexStore, feature_ids: Sequence[int] | None = None)
 def live_feature_ids(store: IndexStore) -> list[int]:
     rows = store._cursor().execute("SELECT feature_id FROM features WHERE NOT dead ORDER BY 1").fetchall()
     return [r[0] for r in rows]
+
+
+def _scored_features(query: FeatureQuery, label_scores: Mapping[int, float] | None) -> tuple[str, list]:
+    """The features table, joined with the label scores when the query sorts or filters by them."""
+    if query.sort != "label_score" and query.min_label_score <= 0:
+        return "features", []
+    scores = dict(label_scores or {})
+    joined = """(SELECT f.*, s.label_score FROM features f LEFT JOIN
+                 (SELECT unnest(?::INTEGER[]) AS feature_id, unnest(?::DOUBLE[]) AS label_score) s
+                 USING (feature_id))"""
+    return joined, [list(scores), list(scores.values())]
