@@ -199,7 +199,8 @@ def test_concurrency_and_rate_limit(index):
     with LoopbackLLM(Behaviour(delay_s=0.05)) as llm:
         run_llm(str(index), FEATURES, config(llm.url, concurrency=3, rate_limit=1200))  # one start per 50 ms
     starts = np.sort([r.started for r in llm.records])
-    assert len(starts) == 18 and np.diff(starts).min() >= 0.045
+    # spaced by the limiter (arrival times jitter by a few ms, so the span is checked, and no burst)
+    assert len(starts) == 18 and starts[-1] - starts[0] >= 17 * 0.05 * 0.95 and np.diff(starts).min() >= 0.02
     assert 2 <= llm.max_in_flight <= 3
 
 

@@ -182,3 +182,14 @@ def test_cli_writes_the_sidecar_and_never_a_team_label(tiny_index, tmp_path, cap
     report = run_offline(str(index), HELDOUT_TOKENS, progress=False)
     assert len(store.done_ids(RULES, "")) == len(report.explanations)
     assert explanations_path_for(index) == tmp_path / "t.explanations.sqlite"
+
+
+def test_too_little_held_out_text_says_so_in_one_sentence(tiny_index, tmp_path):
+    from backend.errors import UserError
+
+    index = Path(shutil.copy(tiny_index, tmp_path / "t.duckdb"))
+    short = tmp_path / "short.txt"
+    short.write_text("x = 1\n", encoding="utf-8")
+    with pytest.raises(UserError, match="held-out tokens are left.*--heldout-dataset"):
+        run_offline(str(index), HELDOUT_TOKENS, dataset=str(short), progress=False)
+    assert not explanations_path_for(index).exists()
