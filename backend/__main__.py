@@ -1,4 +1,4 @@
-"""Command line: `python -m backend {train-demo,index,feature,features,serve}`.
+"""Command line: `python -m backend {train-demo,index,feature,explain,serve}`.
 
 Each command parses its arguments here and hands a typed config to the module that does
 the work, so this file stays a table of contents of what the engine can do.
@@ -44,6 +44,39 @@ def _feature(args: argparse.Namespace) -> int:
     with IndexStore.open(args.index) as store:
         page = store.feature_page(args.id)
     print(page.model_dump_json(indent=2) if args.json else page.summary())
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from backend.errors import UserError
+    from backend.explain.storage import explanations_path_for
+
+    if args.offline == bool(args.explainer_url):
+        raise UserError("Give either --offline (rules from the index) or --explainer-url (an LLM endpoint).")
+    if args.offline:
+        from backend.explain.offline import run_offline
+
+        report = run_offline(args.index, args.heldout_tokens or 200_000, args.heldout_dataset, args.device)
+        scored = sorted(e.score for e in report.explanations if e.score is not None)
+        thin = sum(e.status == "not_enough_data" for e in report.explanations)
+        median = f" (median F1 {scored[len(scored) // 2]:.3f})" if scored else ""
+        print(f"{len(report.explanations)} live features explained offline: {len(scored)} scored{median}, "
+              f"{thin} with not enough data; held-out: {report.heldout_tokens:,} tokens of {report.heldout}")
+    else:
+        from backend.explain.llm import EndpointConfig
+        from backend.explain.runner import LLMRunConfig, run_llm
+
+        endpoint = EndpointConfig(url=args.explainer_url, model=args.explainer_model or "",
+                                  api_key_env=args.api_key_env, max_retries=args.max_retries)
+        cfg = LLMRunConfig(endpoint=endpoint, concurrency=args.concurrency, rate_limit=args.rate_limit,
+                           judge_examples=args.judge_examples, heldout_tokens=args.heldout_tokens or 100_000,
+                           heldout_dataset=args.heldout_dataset, retry_failed=args.retry_failed, device=args.device)
+        report = run_llm(args.index, args.features, cfg)
+        by = {s: sum(e.status == s for e in report.written) for s in ("ok", "not_enough_data", "failed")}
+        print(f"{len(report.written)} features explained by {endpoint.model}: {by['ok']} scored, "
+              f"{by['not_enough_data']} with not enough data, {by['failed']} failed; "
+              f"{report.skipped} already done")
+    print(f"explanations in {explanations_path_for(args.index)}")
     return 0
 
 
@@ -99,6 +132,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", type=int, required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_feature)
+
+    p = sub.add_parser("explain", help="explain features with scores: offline rules, or an LLM endpoint")
+    p.add_argument("--index", default="cache/demo.duckdb")
+    p.add_argument("--offline", action="store_true", help="rules mined from the index, no LLM (every live feature)")
+    p.add_argument("--features", default="live", help="LLM only: 'live' (default), 'all', or ids like 0-99,120")
+    p.add_argument("--explainer-url", default=None, help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--explainer-model", default=None, help="the model name the endpoint serves")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--concurrency", type=int, default=4, help="features in flight at once")
+    p.add_argument("--rate-limit", type=float, default=60.0, help="requests per minute (0 = no limit)")
+    p.add_argument("--max-retries", type=int, default=4, help="retries of a request on 429 / 5xx / dropped connection")
+    p.add_argument("--judge-examples", type=int, default=5,
+                   help="activating held-out examples per judge task (as many non-activating ones beside them)")
+    p.add_argument("--retry-failed", action="store_true", help="ask again for features whose answer was malformed")
+    p.add_argument("--heldout-tokens", type=int, default=None, help="held-out tokens (200k offline, 100k LLM)")
+    p.add_argument("--heldout-dataset", default=None,
+                   help="default: the index's dataset after its rows (the demo: then its training split)")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_explain)
 
     p = sub.add_parser("serve", help="run the inference HTTP service")
     p.add_argument("--source", default="demo")

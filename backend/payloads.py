@@ -47,8 +47,9 @@ class FeatureQuery(BaseModel):
     min_density: float = 0.0
     max_density: float = 1.0
     hide_dead: bool = True
-    sort: str = Field("feature_id", pattern="^(feature_id|density|max_act|mean_act|label|top_token)$")
+    sort: str = Field("feature_id", pattern="^(feature_id|density|max_act|mean_act|label|top_token|label_score)$")
     descending: bool = False
+    min_label_score: float = Field(0.0, ge=0.0, le=1.0, description="best explanation F1 at least this (0 = any)")
     limit: int = Field(200, ge=1, le=5000)
     offset: int = Field(0, ge=0)
 

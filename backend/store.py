@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from backend.errors import NotFoundError, UserError
 from backend.payloads import (
@@ -108,10 +111,18 @@ class IndexStore:
         return single_token_text(token_id, self.vocab)
 
     # ---- feature table -----------------------------------------------------------------
-    def list_features(self, query: FeatureQuery, also_matching: Sequence[int] = ()) -> FeatureTable:
+    def list_features(
+        self, query: FeatureQuery, also_matching: Sequence[int] = (), label_scores: Mapping[int, float] | None = None
+    ) -> FeatureTable:
         """Filtered, sorted, paged rows. A search matches the automatic label, the top token, the id, and the
-        ids in `also_matching` (e.g. those whose team label matched), all under the same filters and order."""
-        where, params = ["density BETWEEN ? AND ?"], [query.min_density, query.max_density]
+        ids in `also_matching` (e.g. those whose team label matched), all under the same filters and order.
+        `label_scores` (best explanation F1 per feature) serve the label-score sort and filter."""
+        table, params = _scored_features(query, label_scores)
+        where = ["density BETWEEN ? AND ?"]
+        params += [query.min_density, query.max_density]
+        if query.min_label_score > 0:
+            where.append("label_score >= ?")
+            params.append(query.min_label_score)
         if query.hide_dead:
             where.append("NOT dead")
         if query.search.strip():
@@ -123,11 +134,11 @@ class IndexStore:
                 params.append(int(text))
             where.append(f"({' OR '.join(matches)})")
         clause = " AND ".join(where)
-        order = f"{query.sort} {'DESC' if query.descending else 'ASC'}, feature_id"  # sort is pattern-checked
+        order = f"{query.sort} {'DESC' if query.descending else 'ASC'} NULLS LAST, feature_id"  # pattern-checked
         cur = self._cursor()
-        total = cur.execute(f"SELECT count(*) FROM features WHERE {clause}", params).fetchone()[0]
+        total = cur.execute(f"SELECT count(*) FROM {table} WHERE {clause}", params).fetchone()[0]
         rows = cur.execute(
-            f"SELECT {_ROW_COLUMNS} FROM features WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+            f"SELECT {_ROW_COLUMNS} FROM {table} WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
             [*params, query.limit, query.offset],
         ).fetchall()
         return FeatureTable(total=total, rows=[_row(r) for r in rows])
@@ -273,3 +284,70 @@ def _neighbours(ids: list[int], scores: list[float], rows: dict[int, FeatureRow]
         Neighbour(feature_id=i, score=s, label=rows[i].label if i in rows else "")
         for i, s in zip(ids, scores, strict=True)
     ]
+
+
+# ==== explanations (the explain branch): example windows as arrays for the explainers ====================
+# Kept at the end of the file so that merges with edits above stay trivial.
+
+@dataclass(frozen=True)
+class ExampleWindows:
+    """Every stored example of some features as padded arrays, for explainers that work on whole arrays.
+
+    Windows are left-aligned: column 0 is the window's first token, `center` the token it is about,
+    padding is token -1 with activation 0. `start_col` is the window's first column in its row."""
+
+    feature_id: np.ndarray  # [n] int64
+    top: np.ndarray  # [n] bool: a top example (else an interval sample)
+    interval: np.ndarray  # [n] int64, -1 for top examples
+    value: np.ndarray  # [n] float32
+    center: np.ndarray  # [n] int64
+    start_col: np.ndarray  # [n] int64
+    tokens: np.ndarray  # [n, width] int64
+    acts: np.ndarray  # [n, width] float32
+
+    def rows_of(self, feature_id: int) -> np.ndarray:
+        lo, hi = np.searchsorted(self.feature_id, [feature_id, feature_id + 1])
+        return np.arange(lo, hi)
+
+
+def example_windows(store: IndexStore, feature_ids: Sequence[int] | None = None) -> ExampleWindows:
+    """The examples of `feature_ids` (all features when None), ordered by feature, top ones first."""
+    where = "" if feature_ids is None else "WHERE feature_id IN (SELECT unnest(?::INTEGER[]))"
+    params = [] if feature_ids is None else [[int(i) for i in feature_ids]]
+    table = store._cursor().sql(
+        f"""SELECT feature_id, kind = 'top' AS top, coalesce(interval_idx, -1) AS interval, value, center,
+                   pos - center AS start_col, token_ids, acts
+            FROM examples {where} ORDER BY feature_id, kind DESC, interval_idx, rank""",
+        params=params,
+    ).to_arrow_table()
+    cfg = store.meta["config"]
+    width = int(cfg["window_before"]) + int(cfg["window_after"]) + 1
+    n = table.num_rows
+    tokens = np.full((n, width), -1, dtype=np.int64)
+    acts = np.zeros((n, width), dtype=np.float32)
+    if n:
+        lists = table.column("token_ids").combine_chunks()
+        lengths = np.diff(lists.offsets.to_numpy())
+        rows = np.repeat(np.arange(n), lengths)
+        cols = np.arange(len(rows)) - np.repeat(lists.offsets.to_numpy()[:-1], lengths)
+        tokens[rows, cols] = lists.flatten().to_numpy()
+        acts[rows, cols] = table.column("acts").combine_chunks().flatten().to_numpy()
+    col = lambda name, dtype: table.column(name).to_numpy().astype(dtype)  # noqa: E731
+    return ExampleWindows(col("feature_id", np.int64), col("top", bool), col("interval", np.int64),
+                          col("value", np.float32), col("center", np.int64), col("start_col", np.int64), tokens, acts)
+
+
+def live_feature_ids(store: IndexStore) -> list[int]:
+    rows = store._cursor().execute("SELECT feature_id FROM features WHERE NOT dead ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
+
+
+def _scored_features(query: FeatureQuery, label_scores: Mapping[int, float] | None) -> tuple[str, list]:
+    """The features table, joined with the label scores when the query sorts or filters by them."""
+    if query.sort != "label_score" and query.min_label_score <= 0:
+        return "features", []
+    scores = dict(label_scores or {})
+    joined = """(SELECT f.*, s.label_score FROM features f LEFT JOIN
+                 (SELECT unnest(?::INTEGER[]) AS feature_id, unnest(?::DOUBLE[]) AS label_score) s
+                 USING (feature_id))"""
+    return joined, [list(scores), list(scores.values())]

@@ -7,8 +7,8 @@ import streamlit as st
 
 from backend.errors import UserError
 from backend.payloads import FeatureQuery
-from backend.team import effective_label
 from ui import catalog, charts, state
+from ui.explanations_view import explanations_panel
 from ui.feature_view import examples_panel, logits_panel, neighbours_panel, title_html, try_it_result
 from ui.feedback import flash, reported_errors
 from ui.frame import page_frame
@@ -33,13 +33,14 @@ except UserError as exc:
 state.put("id", str(feature_id))
 row = page.row
 team_label = ctx.team.get_labels([feature_id]).get(feature_id)
-label = effective_label(row.label, team_label)
+shown = catalog.shown_labels(ctx, [row])[feature_id]  # team > best-scored explanation > top tokens
+label = shown.text
 
 # ---- title row ---------------------------------------------------------------------------------
 title_col, prev_col, next_col, random_col, share_col = st.columns(
     [7.4, 1.1, 1.1, 0.7, 1.9], vertical_alignment="center"
 )
-title_col.html(title_html(feature_id, label, team_label, row.dead))
+title_col.html(title_html(feature_id, label, team_label, row.dead, shown))
 with prev_col:
     if feature_id > 0:
         link(FEATURE, f"#{feature_id - 1}", {"id": feature_id - 1}, icon=":material/chevron_left:",
@@ -76,7 +77,8 @@ with label_col, st.form(f"label_form.{feature_id}", border=False):
     )
     save = save_col.form_submit_button("Save", icon=":material/save:", width="stretch")
     reset = reset_col.form_submit_button("Auto", icon=":material/restart_alt:", width="stretch",
-                                         help=f"Go back to the automatic label: {md_escape(row.label)}")
+                                         help="Remove the team label: the best-scored explanation shows again, "
+                                              f"else the automatic label {md_escape(row.label)}")
     if save or reset:
         with reported_errors():
             ctx.team.set_label(feature_id, "" if reset else new_label, author=author_name())
@@ -86,6 +88,8 @@ with list_col:
     add_to_list_popover(ctx, [feature_id], key=f"feature.{feature_id}")
 with steer_col:
     link(STEER, "Steer with it", {"f": feature_id, "prompt": state.get_str("text")}, icon=":material/tune:")
+
+explanations_panel(catalog.explanations(ctx).for_feature(feature_id), shown)
 
 # ---- body ----------------------------------------------------------------------------------------
 shade = Shade(scale=row.max_act or 1.0)

@@ -15,7 +15,7 @@ from ui.navigation import FEATURE, FEATURE_LINK_COLUMN, FEATURES, feature_links,
 SCOPE = "features"
 PAGE_SIZE = 200
 SORTS = {"feature_id": "Id", "density": "Density", "max_act": "Max activation", "mean_act": "Mean activation",
-         "label": "Label", "top_token": "Top token"}
+         "label": "Label", "top_token": "Top token", "label_score": "Explanation F1"}
 
 ctx = page_frame(FEATURES)
 info = ctx.info
@@ -36,12 +36,15 @@ with random_col:
     if st.button("Random feature", icon=":material/casino:", width="stretch"):
         go(FEATURE, {"id": ctx.store.random_feature_id()})
 
-low_col, high_col, dead_col, caption_col, pager_col = st.columns([1.6, 1.6, 1.3, 4.6, 1.2],
-                                                                   vertical_alignment="bottom")
+low_col, high_col, f1_col, dead_col, caption_col, pager_col = st.columns([1.6, 1.6, 1.6, 1.3, 3.6, 1.2],
+                                                                           vertical_alignment="bottom")
 with low_col:
     min_density = state.url_number(SCOPE, "dmin", "Min density", 0.0, 0.0, 1.0, step=0.001, format="%g")
 with high_col:
     max_density = state.url_number(SCOPE, "dmax", "Max density", 1.0, 0.0, 1.0, step=0.01, format="%g")
+with f1_col:
+    min_f1 = state.url_number(SCOPE, "f1min", "Min explanation F1", 0.0, 0.0, 1.0, step=0.05, format="%g",
+                              help="Only features whose best explanation scores at least this F1 on held-out tokens.")
 with dead_col:
     show_dead = state.url_toggle(SCOPE, "dead", "Show dead")
 with pager_col:
@@ -52,7 +55,7 @@ with reported_errors():
         st.warning("The minimum density is above the maximum; no feature can match.")
     query = FeatureQuery(
         search=search, min_density=min_density, max_density=max_density, hide_dead=not show_dead, sort=sort,
-        descending=descending, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE,
+        descending=descending, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE, min_label_score=min_f1,
     )
     listing = catalog.list_features(ctx, query)
 
@@ -63,6 +66,8 @@ if listing is not None:
             "open": feature_links(f.feature_id for f in listing.features),
             "id": [f.feature_id for f in listing.features],
             "label": [("✎ " if f.by_team else "") + f.label for f in listing.features],
+            "label source": [f.shown.source_text for f in listing.features],
+            "explanation F1": [f.explanation_score for f in listing.features],
             "top token": [plain_token(f.row.top_token) for f in listing.features],
             "density": [f.row.density for f in listing.features],
             "max act": [f.row.max_act for f in listing.features],
@@ -73,7 +78,7 @@ if listing is not None:
     )
     caption_col.caption(
         f"{listing.total:,} matching · page {page_number} of {pages} · select a row to open it "
-        "(✎ = label set by the team)"
+        "(✎ = label set by the team; otherwise the best-scored explanation, else the top tokens)"
     )
     if page_number > pages:
         st.info(f"There are only {pages} pages of results.")
@@ -90,6 +95,10 @@ if listing is not None:
             "open": FEATURE_LINK_COLUMN,
             "id": st.column_config.NumberColumn("id", format="%d", width="small"),
             "label": st.column_config.TextColumn("label", width="large"),
+            "label source": st.column_config.TextColumn(
+                "label source", width="small",
+                help="team label > best-scored explanation (its F1 on held-out tokens) > top tokens"),
+            "explanation F1": st.column_config.NumberColumn("explanation F1", format="%.2f", width="small"),
             "top token": st.column_config.TextColumn("top token", width="small"),
             "density": st.column_config.NumberColumn("density", format="%.2e", width="small"),
             "max act": st.column_config.ProgressColumn("max act", format="%.2f", min_value=0.0, max_value=max_act),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from backend.inference.schemas import TraceRequest
+from backend.labels import ShownLabel
 from backend.payloads import Example, FeaturePage, FeatureRow, IntervalGroup, LogitEntry, Neighbour
 from backend.team import TeamLabel
 from ui import live
@@ -13,8 +14,12 @@ from ui.navigation import FEATURE, link
 from ui.resources import IndexContext
 
 
-def title_html(feature_id: int, label: str, team_label: TeamLabel | None, dead: bool) -> str:
-    source = "automatic label"
+def title_html(feature_id: int, label: str, team_label: TeamLabel | None, dead: bool,
+               shown: ShownLabel | None = None) -> str:
+    source = "automatic label (top tokens)"
+    if shown is not None and shown.source == "explanation":
+        source = f"explanation ({esc(shown.method)}{':' + esc(shown.model) if shown.model else ''}) · " \
+                 f"F1 {shown.score:.2f} on held-out tokens"
     if team_label is not None:
         source = "team label" + (f" by {esc(team_label.author)}" if team_label.author else "")
         source += f" · {team_label.updated_at[:10]}"
