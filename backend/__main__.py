@@ -32,6 +32,8 @@ def _index(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         dataset=args.dataset,
         seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
     )
     path = build_index(SourceSpec.parse(args.source), config, args.out)
     print(f"index written to {path}")
@@ -125,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=4_000_000,
+                   help="tokens between checkpoints of the build's state (0 = never)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted build of the same --out from its last checkpoint")
     p.set_defaults(func=_index)
 
     p = sub.add_parser("feature", help="print one feature of an index")

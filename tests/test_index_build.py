@@ -24,13 +24,13 @@ def brute(tiny_dirs, tiny_dataset, tiny_index):
     ctx = source.context_size
     rows = list(token_rows(dataset_texts(str(tiny_dataset)), source.tokenizer, ctx, source.prepend_bos,
                            CFG.batch_size, CFG.tokens))
-    batch_of_row = torch.cat([torch.arange(len(r)) for r in rows])  # row index inside its batch
+    global_row = torch.arange(sum(len(r) for r in rows))
     tokens = torch.cat(rows)
     acts = torch.cat([encode_batch(source, r).float() for r in rows])
     keep = ~torch.isin(tokens, torch.tensor(source.special_token_ids()))
     acts = acts * keep.unsqueeze(-1)
     con = duckdb.connect(str(tiny_index), read_only=True)
-    yield {"source": source, "tokens": tokens, "acts": acts, "keep": keep, "con": con, "batch_row": batch_of_row}
+    yield {"source": source, "tokens": tokens, "acts": acts, "keep": keep, "con": con, "global_row": global_row}
     con.close()
 
 
@@ -169,7 +169,7 @@ def test_decoder_cosine_neighbours_match_brute_force(brute):
 
 
 def test_coactivation_neighbours_match_brute_force(brute):
-    sampled = brute["batch_row"] < CFG.coact_rows_per_batch
+    sampled = brute["global_row"] % CFG.batch_size < CFG.coact_rows_per_batch
     fires = (brute["acts"][sampled] > 0).reshape(-1, brute["acts"].shape[-1]).double()
     both = fires.T @ fires
     n = fires.sum(0)

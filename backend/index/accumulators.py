@@ -1,16 +1,18 @@
 """Bounded per-feature state updated one batch at a time (the streaming half of the index).
 
-Memory is fixed by d_sae and the options, never by the number of tokens.
+Memory is fixed by d_sae and the options, never by the number of tokens, and holds no token
+windows: an example slot is (value, global token index); windows are read at the end from the
+token rows kept on disk (backend/index/windows.py).
 
 Activation ranges: a feature's histogram bins and interval groups are equal slices of
-(0, bound], where bound starts at the feature's first observed max and doubles whenever a
-larger value arrives; doubling merges neighbouring bins exactly, so counts and samples stay
-exact without knowing the final max in advance. Published bins stop at the bin holding max.
+(0, bound], where bound is the smallest power of two at or above the feature's max and doubles
+whenever a larger value arrives; doubling merges neighbouring bins exactly, so counts and samples
+stay exact without knowing the final max in advance, and two states built on different tokens
+share one grid of bounds (what makes them mergeable). Published bins stop at the bin holding max.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,10 +27,17 @@ def bin_of(values: torch.Tensor, bound: torch.Tensor, n_bins: int) -> torch.Tens
     return (torch.ceil(values / bound * n_bins).long() - 1).clamp(0, n_bins - 1)
 
 
+def power_of_two_at_least(values: torch.Tensor) -> torch.Tensor:
+    """The smallest power of two >= each (positive) value, computed exactly with frexp."""
+    mantissa, exponent = torch.frexp(values)  # values = mantissa * 2**exponent, mantissa in [0.5, 1)
+    exponent = torch.where(mantissa == 0.5, exponent - 1, exponent)
+    return torch.ldexp(torch.ones_like(values), exponent)
+
+
 def _halve_bins(hist: torch.Tensor) -> torch.Tensor:
     """[n, B] counts -> bins (2j, 2j+1) merged into j, upper half emptied."""
     n, b = hist.shape
-    merged = hist.view(n, b // 2, 2).sum(2)
+    merged = hist.view(n, b // 2, 2).sum(2, dtype=hist.dtype)
     return torch.cat([merged, torch.zeros_like(merged)], dim=1)
 
 
@@ -40,15 +49,14 @@ class FeatureStats:
         self.total = torch.zeros(d_sae, dtype=torch.float64)
         self.max = torch.zeros(d_sae)
         self.bound = torch.zeros(d_sae)  # 0 = never fired
-        self.hist = torch.zeros(d_sae, n_bins, dtype=torch.long)
+        self.hist = torch.zeros(d_sae, n_bins, dtype=torch.int32)  # int32: 2^31 firings per bin is plenty
         self.n_bins = n_bins
         self.tokens = 0
 
-    def grow_bounds(self, batch: SparseBatch, on_double) -> None:
-        """Raise each feature's bound above the batch max, doubling (and merging bins)."""
-        batch_max = torch.zeros_like(self.max).scatter_reduce(0, batch.feat, batch.val, "amax")
+    def grow_bounds(self, batch_max: torch.Tensor, on_double) -> None:
+        """Raise each feature's bound to cover `batch_max` [d_sae], doubling (and merging bins)."""
         first = (self.bound == 0) & (batch_max > 0)
-        self.bound[first] = batch_max[first]
+        self.bound[first] = power_of_two_at_least(batch_max[first])
         while True:
             grow = (batch_max > self.bound).nonzero().squeeze(1)
             if grow.numel() == 0:
@@ -64,77 +72,47 @@ class FeatureStats:
         self.total.index_add_(0, batch.feat, batch.val.double())
         b = bin_of(batch.val, self.bound[batch.feat], self.n_bins)
         flat = batch.feat * self.n_bins + b
-        self.hist.view(-1).index_add_(0, flat, torch.ones_like(flat))
+        self.hist.view(-1).index_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
+
+
+def batch_max(batch: SparseBatch) -> torch.Tensor:
+    return torch.zeros(batch.d_sae).scatter_reduce(0, batch.feat, batch.val, "amax")
 
 
 @dataclass
 class ExampleSet:
     """Fixed-shape example slots: [d_sae, slots] (or [d_sae, groups, slots]) tensors."""
 
-    value: torch.Tensor  # -inf = empty slot
-    row: torch.Tensor  # global row id
-    pos: torch.Tensor  # position of the example's token in its row
-    tokens: torch.Tensor  # [..., W] token ids, -1 outside the row
-    acts: torch.Tensor  # [..., W] this feature's activation at each window token
+    value: torch.Tensor  # float32, -inf = empty slot
+    token: torch.Tensor  # int64 global token index (row * n_ctx + pos), -1 = empty
 
     @classmethod
-    def empty(cls, shape: tuple[int, ...], width: int) -> ExampleSet:
-        return cls(
-            torch.full(shape, NEG_INF),
-            torch.full(shape, -1, dtype=torch.long),
-            torch.full(shape, -1, dtype=torch.long),
-            torch.full((*shape, width), -1, dtype=torch.int32),
-            torch.zeros((*shape, width)),
-        )
+    def empty(cls, shape: tuple[int, ...]) -> ExampleSet:
+        return cls(torch.full(shape, NEG_INF), torch.full(shape, -1, dtype=torch.long))
 
     def take(self, index: torch.Tensor, dim: int) -> ExampleSet:
-        def g(x):
-            idx = index
-            while idx.dim() < x.dim():
-                idx = idx.unsqueeze(-1)
-            return torch.gather(x, dim, idx.expand(*index.shape, *x.shape[index.dim() :]))
-
-        return ExampleSet(g(self.value), g(self.row), g(self.pos), g(self.tokens), g(self.acts))
+        return ExampleSet(torch.gather(self.value, dim, index), torch.gather(self.token, dim, index))
 
     @staticmethod
     def cat(a: ExampleSet, b: ExampleSet, dim: int) -> ExampleSet:
-        return ExampleSet(*(torch.cat([x, y], dim=dim) for x, y in zip(a.fields(), b.fields(), strict=True)))
+        return ExampleSet(torch.cat([a.value, b.value], dim), torch.cat([a.token, b.token], dim))
 
-    def fields(self):
-        return self.value, self.row, self.pos, self.tokens, self.acts
+    def rows(self, features: torch.Tensor) -> ExampleSet:
+        return ExampleSet(self.value[features], self.token[features])
 
     def assign(self, features: torch.Tensor, other: ExampleSet) -> None:
         """Overwrite the slots of `features` (first dim) with `other`."""
-        for target, part in zip(self.fields(), other.fields(), strict=True):
-            target[features] = part
-
-    def merge(self, features: torch.Tensor, fresh: ExampleSet, dim: int,
-              choose: Callable[[ExampleSet], torch.Tensor]) -> None:
-        """The slots of `features` become the entries `choose(merged)` picks (indices along `dim`) of their
-        current slots followed by `fresh`: the one merge step top-k examples and interval samples share."""
-        merged = ExampleSet.cat(ExampleSet(*(x[features] for x in self.fields())), fresh, dim)
-        self.assign(features, merged.take(choose(merged), dim))
+        self.value[features] = other.value
+        self.token[features] = other.token
 
 
-def _scatter_examples(
-    batch: SparseBatch,
-    sel: torch.Tensor,
-    index: tuple[torch.Tensor, ...],
-    shape: tuple[int, ...],
-    tokens: torch.Tensor,
-    acts: torch.Tensor,
-    before: int,
-    after: int,
-) -> ExampleSet:
-    """Place selected sparse entries (with their windows) into an empty ExampleSet at `index`."""
-    out = ExampleSet.empty(shape, before + after + 1)
-    tok_w, act_w = batch.windows(tokens, acts, sel, before, after)
-    out.value[index] = batch.val[sel]
-    out.row[index] = batch.rows[sel] + batch.row_offset
-    out.pos[index] = batch.pos[sel]
-    out.tokens[index] = tok_w
-    out.acts[index] = act_w
-    return out
+def best_first(examples: ExampleSet, k: int, dim: int) -> torch.Tensor:
+    """Indices along `dim` of the k best entries: value descending, ties to the earlier token (a fixed
+    tie-break, so that top examples merged from shards equal those of one stream)."""
+    by_token = torch.sort(torch.where(examples.token < 0, torch.iinfo(torch.long).max, examples.token),
+                          dim=dim, stable=True).indices
+    by_value = torch.sort(torch.gather(examples.value, dim, by_token), dim=dim, descending=True, stable=True).indices
+    return torch.gather(by_token, dim, by_value).narrow(dim, 0, k)
 
 
 def _touched(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,7 +133,7 @@ class TopExamples:
 
     def __init__(self, d_sae: int, k: int, before: int, after: int):
         self.k, self.before, self.after = k, before, after
-        self.examples = ExampleSet.empty((d_sae, k), before + after + 1)
+        self.examples = ExampleSet.empty((d_sae, k))
 
     def peaks(self, batch: SparseBatch, among: torch.Tensor) -> torch.Tensor:
         """The entries of `among` that are peaks of their neighbourhood within `among`."""
@@ -172,9 +150,9 @@ class TopExamples:
             left, right = val[:-shift], val[shift:]
             keep[shift:] &= ~(same & (left >= right))  # an earlier value at least as large wins
             keep[:-shift] &= ~(same & (right > left))
-        return order[keep]
+        return order[keep].sort().values  # back in stream order: the tie-break relies on it
 
-    def update(self, batch: SparseBatch, tokens: torch.Tensor, acts: torch.Tensor) -> None:
+    def update(self, batch: SparseBatch) -> None:
         # Only values above a feature's k-th best so far can enter. Filtering before the peak test
         # is exact: any neighbour that could out-rank a surviving entry is larger, so it survives too.
         floor = self.examples.value[:, -1]  # slots are kept sorted, so this is the k-th best so far
@@ -182,24 +160,28 @@ class TopExamples:
         if above.numel() == 0:
             return
         cand = self.peaks(batch, above)
-        order = sort_by_group_then(batch.feat[cand], batch.val[cand], descending=True)
-        cand = cand[order]
+        cand = cand[sort_by_group_then(batch.feat[cand], batch.val[cand], descending=True)]  # stable: ties by token
         rank = rank_within_groups(batch.feat[cand])
         cand, rank = cand[rank < self.k], rank[rank < self.k]
         touched, row = _touched(batch.feat[cand])
-        fresh = _scatter_examples(batch, cand, (row, rank), (len(touched), self.k), tokens, acts, self.before,
-                                  self.after)
-        self.examples.merge(touched, fresh, 1, lambda merged: merged.value.topk(self.k, dim=1).indices)
+        fresh = ExampleSet.empty((len(touched), self.k))
+        fresh.value[row, rank] = batch.val[cand]
+        fresh.token[row, rank] = batch.global_token[cand]
+        self.merge_rows(touched, fresh)
+
+    def merge_rows(self, features: torch.Tensor, fresh: ExampleSet) -> None:
+        merged = ExampleSet.cat(self.examples.rows(features), fresh, 1)
+        self.examples.assign(features, merged.take(best_first(merged, self.k, 1), 1))
 
 
 class IntervalSamples:
     """Up to `per_group` examples per activation interval, a uniform sample without
     replacement inside each interval (priority sampling: keep the smallest random keys,
-    which merges exactly across batches and across interval doublings)."""
+    which merges exactly across batches, interval doublings and shards)."""
 
-    def __init__(self, d_sae: int, n_groups: int, per_group: int, before: int, after: int, seed: int):
-        self.n_groups, self.per_group, self.before, self.after = n_groups, per_group, before, after
-        self.examples = ExampleSet.empty((d_sae, n_groups, per_group), before + after + 1)
+    def __init__(self, d_sae: int, n_groups: int, per_group: int, seed: int):
+        self.n_groups, self.per_group = n_groups, per_group
+        self.examples = ExampleSet.empty((d_sae, n_groups, per_group))
         self.priority = torch.full((d_sae, n_groups, per_group), float("inf"))
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -208,18 +190,15 @@ class IntervalSamples:
         n, g, s = len(features), self.n_groups, self.per_group
         pri = self.priority[features].view(n, g // 2, 2 * s)
         keep = pri.topk(s, dim=2, largest=False).indices
-        pairs = ExampleSet(*(x[features].reshape(n, g // 2, 2 * s, *x.shape[3:]) for x in self.examples.fields()))
-        merged = ExampleSet.cat(pairs.take(keep, dim=2), ExampleSet.empty((n, g - g // 2, s), self.width), dim=1)
+        pairs = self.examples.rows(features)
+        pairs = ExampleSet(pairs.value.view(n, g // 2, 2 * s), pairs.token.view(n, g // 2, 2 * s))
+        merged = ExampleSet.cat(pairs.take(keep, dim=2), ExampleSet.empty((n, g - g // 2, s)), dim=1)
         self.examples.assign(features, merged)
         self.priority[features] = torch.cat(
             [torch.gather(pri, 2, keep), torch.full((n, g - g // 2, s), float("inf"))], 1
         )
 
-    @property
-    def width(self) -> int:
-        return self.before + self.after + 1
-
-    def update(self, batch: SparseBatch, bound: torch.Tensor, tokens: torch.Tensor, acts: torch.Tensor) -> None:
+    def update(self, batch: SparseBatch, bound: torch.Tensor) -> None:
         key = torch.rand(len(batch.val), generator=self.generator)
         group = bin_of(batch.val, bound[batch.feat], self.n_groups)
         cell = batch.feat * self.n_groups + group
@@ -232,21 +211,30 @@ class IntervalSamples:
         sel, rank = order[rank < self.per_group], rank[rank < self.per_group]
         touched, row = _touched(batch.feat[sel])
         shape = (len(touched), self.n_groups, self.per_group)
-        fresh = _scatter_examples(batch, sel, (row, group[sel], rank), shape, tokens, acts, self.before, self.after)
+        fresh = ExampleSet.empty(shape)
+        fresh.value[row, group[sel], rank] = batch.val[sel]
+        fresh.token[row, group[sel], rank] = batch.global_token[sel]
         fresh_pri = torch.full(shape, float("inf"))
         fresh_pri[row, group[sel], rank] = key[sel]
-        pri = torch.cat([self.priority[touched], fresh_pri], dim=2)
+        self.merge_rows(touched, fresh, fresh_pri)
+
+    def merge_rows(self, features: torch.Tensor, fresh: ExampleSet, fresh_pri: torch.Tensor) -> None:
+        """Each cell of `features` keeps the smallest priority keys of its current and fresh entries."""
+        pri = torch.cat([self.priority[features], fresh_pri], dim=2)
         keep = pri.topk(self.per_group, dim=2, largest=False).indices
-        self.priority[touched] = torch.gather(pri, 2, keep)
-        self.examples.merge(touched, fresh, 2, lambda merged: keep)  # the smallest priority keys, chosen above
+        self.priority[features] = torch.gather(pri, 2, keep)
+        merged = ExampleSet.cat(self.examples.rows(features), fresh, 2)
+        self.examples.assign(features, merged.take(keep, 2))
 
 
 class CoActivation:
     """Exact co-firing counts of feature pairs on a fixed subsample of rows, kept sparse
     (sorted pair keys + counts), so memory follows the pairs that occur, not d_sae²."""
 
-    def __init__(self, d_sae: int, rows_per_batch: int, flush_at: int = 8_000_000):
-        self.d_sae, self.rows_per_batch, self.flush_at = d_sae, rows_per_batch, flush_at
+    def __init__(self, d_sae: int, rows_per_batch: int, batch_size: int, flush_at: int = 8_000_000):
+        # rows sampled by their global id (row % batch_size < rows_per_batch), so the sample does not
+        # depend on where batches or shards start
+        self.d_sae, self.rows_per_batch, self.batch_size, self.flush_at = d_sae, rows_per_batch, batch_size, flush_at
         # pair key a * d_sae + b; int32 halves sort traffic whenever it fits (d_sae <= 46,340)
         self.key_dtype = torch.int32 if d_sae * d_sae < 2**31 else torch.long
         self.keys = torch.zeros(0, dtype=self.key_dtype)
@@ -259,8 +247,9 @@ class CoActivation:
     def update(self, batch: SparseBatch, keep_tokens: torch.Tensor) -> None:
         if self.rows_per_batch <= 0:
             return
-        sampled = batch.rows < self.rows_per_batch
-        self.tokens += int(keep_tokens[: self.rows_per_batch].sum())
+        row_sampled = (torch.arange(batch.n_rows) + batch.row_offset) % self.batch_size < self.rows_per_batch
+        sampled = row_sampled[batch.rows]
+        self.tokens += int(keep_tokens[row_sampled].sum())
         tok, feat = batch.token[sampled], batch.feat[sampled].to(self.key_dtype)  # sorted by token, then feature
         self.fires += torch.bincount(feat.long(), minlength=self.d_sae)
         shift = 1

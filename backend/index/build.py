@@ -4,18 +4,21 @@ accumulators, then weight-derived facts, then one DuckDB file written atomically
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from backend.errors import UserError
 from backend.index import schema, tables
-from backend.index.accumulators import CoActivation, FeatureStats, IntervalSamples, TopExamples
+from backend.index.checkpoint import BuildIdentity, BuildWorkDir
 from backend.index.datasets import DEMO_HELDOUT, dataset_texts, token_rows
 from backend.index.geometry import Neighbours, decoder_cosine_neighbours, flat_map, logit_effects, umap_map
-from backend.index.sparse import SparseBatch
+from backend.index.sparse import encode_sparse, hook_activations
+from backend.index.state import IndexState, StateShape
+from backend.index.windows import read_windows
 from backend.sources import LoadedSource, SourceSpec, load_source, sae_weights_digest
 from backend.tokens import token_bytes_table
 
@@ -40,45 +43,23 @@ class IndexConfig:
     dataset: str | None = None  # None = the demo's held-out split
     seed: int = 0
     progress: bool = True
+    checkpoint_every: int = 4_000_000  # tokens between checkpoints (0 = never)
+    resume: bool = False  # continue an interrupted build of the same output from its last checkpoint
 
+    def state_shape(self, d_sae: int) -> StateShape:
+        names = {f.name for f in fields(StateShape)} - {"d_sae"}
+        return StateShape(d_sae=d_sae, **{n: getattr(self, n) for n in names})
 
-@dataclass
-class IndexState:
-    """All the bounded per-feature state of one build."""
-
-    stats: FeatureStats
-    top: TopExamples
-    intervals: IntervalSamples
-    coact: CoActivation
-    rows: int = 0
-
-    @classmethod
-    def create(cls, d_sae: int, cfg: IndexConfig) -> IndexState:
-        return cls(
-            FeatureStats(d_sae, cfg.n_hist_bins),
-            TopExamples(d_sae, cfg.top_k, cfg.window_before, cfg.window_after),
-            IntervalSamples(d_sae, cfg.n_intervals, cfg.per_interval, cfg.window_before, cfg.window_after, cfg.seed),
-            CoActivation(d_sae, cfg.coact_rows_per_batch),
-        )
-
-    def update(self, tokens: torch.Tensor, acts: torch.Tensor, keep: torch.Tensor) -> None:
-        acts[~keep] = 0.0  # special tokens count nowhere, windows included (touches only those rows)
-        batch = SparseBatch.from_dense(acts, self.rows)
-        self.stats.grow_bounds(batch, self.intervals.on_double)
-        self.stats.update(batch, int(keep.sum()))
-        self.top.update(batch, tokens, acts)
-        self.intervals.update(batch, self.stats.bound, tokens, acts)
-        self.coact.update(batch, keep)
-        self.rows += len(tokens)
+    def result_options(self) -> dict:
+        """The options that change the finished index (what a resumed build must share)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("progress", "device", "checkpoint_every", "resume")}
 
 
 @torch.no_grad()
 def encode_batch(source: LoadedSource, tokens: torch.Tensor) -> torch.Tensor:
-    """SAE activations [rows, ctx, d_sae]; the model stops right after the hook's layer."""
-    _, cache = source.model.run_with_cache(
-        tokens.to(source.device), names_filter=source.hook_name, stop_at_layer=source.hook_layer + 1
-    )
-    return source.sae.encode(cache[source.hook_name].to(source.dtype))
+    """Dense SAE activations [rows, ctx, d_sae] of a small batch (for tests and held-out scoring;
+    the build itself never makes these: see sparse.encode_sparse)."""
+    return source.sae.encode(hook_activations(source, tokens))
 
 
 def build_index(spec: SourceSpec, cfg: IndexConfig, out: str | Path) -> Path:
@@ -90,25 +71,60 @@ def build_index(spec: SourceSpec, cfg: IndexConfig, out: str | Path) -> Path:
     ctx = cfg.context_size or source.context_size
     if ctx > source.model.cfg.n_ctx:
         raise UserError(f"Context size {ctx} exceeds the model's maximum of {source.model.cfg.n_ctx} tokens.")
-    state = IndexState.create(source.d_sae, cfg)
+    identity = BuildIdentity(str(spec), sae_weights_digest(spec), cfg.result_options())
+    work = BuildWorkDir(out, ctx)
+    shape = cfg.state_shape(source.d_sae)
+    state = work.resume(identity, shape) if cfg.resume else None  # a mismatch keeps the checkpoint
+    if state is None:
+        work.start_fresh()
+        state = IndexState.create(shape)
+    try:
+        state = stream(source, cfg, ctx, work, identity, state)
+        path = write_index(source, cfg, state, out, ctx, time.time() - start, work.token_rows())
+    except UserError:
+        work.discard()  # bad input: resuming would meet the same error
+        raise
+    finally:
+        work.close()
+    work.discard()
+    return path
+
+
+def stream(source: LoadedSource, cfg: IndexConfig, ctx: int, work: BuildWorkDir, identity: BuildIdentity,
+           state: IndexState) -> IndexState:
+    """The streaming pass: every batch of rows not yet in `state`, encoded sparsely, into it."""
     special = torch.tensor(source.special_token_ids(), dtype=torch.long)
     texts = dataset_texts(cfg.dataset)
-    bar = tqdm(total=cfg.tokens, unit="tok", unit_scale=True, desc="index", disable=not cfg.progress)
+    bar = tqdm(total=cfg.tokens, initial=state.rows * ctx, unit="tok", unit_scale=True, desc="index",
+               disable=not cfg.progress)
+    skip, since_checkpoint = state.rows, 0
     with source.lock:
         for tokens in token_rows(texts, source.tokenizer, ctx, source.prepend_bos, cfg.batch_size, cfg.tokens):
-            acts = encode_batch(source, tokens).float().cpu()
+            if skip > 0:  # rows already in the resumed state (checkpoints fall on batch boundaries)
+                skip -= len(tokens)
+                continue
             keep = ~torch.isin(tokens, special)
-            state.update(tokens, acts, keep)
+            state.update(encode_sparse(source, tokens, keep, state.rows), keep)
+            work.append_rows(tokens)
             bar.update(tokens.numel())
+            since_checkpoint += tokens.numel()
+            if cfg.checkpoint_every and since_checkpoint >= cfg.checkpoint_every:
+                work.checkpoint(state, identity)
+                since_checkpoint = 0
     bar.close()
     if state.rows == 0:
         raise UserError("The dataset produced no complete row of tokens; give it more text.")
-    return write_index(source, cfg, state, out, ctx, time.time() - start)
+    if cfg.checkpoint_every:
+        work.checkpoint(state, identity)  # a crash while finalizing resumes straight to finalizing
+    return state
 
 
 def write_index(
-    source: LoadedSource, cfg: IndexConfig, state: IndexState, out: Path, ctx: int, stream_seconds: float
+    source: LoadedSource, cfg: IndexConfig, state: IndexState, out: Path, ctx: int, stream_seconds: float,
+    rows: np.ndarray,
 ) -> Path:
+    """Finalize: weight-derived tables, example windows read back from `rows` (the streamed token rows),
+    one DuckDB file written atomically."""
     t0 = time.time()
     w_dec = source.sae.W_dec.detach().float().cpu()
     cosine = decoder_cosine_neighbours(w_dec, cfg.n_neighbours)
@@ -117,7 +133,13 @@ def write_index(
     fmap = umap_map(w_dec, cfg.seed) if cfg.umap else flat_map(len(w_dec))
     vocab = token_bytes_table(source.tokenizer)
     dead = (state.stats.count == 0).numpy()
-    labels, top_tokens = tables.auto_labels(state.top.examples, cfg.window_before, vocab, dead)
+    labels, top_tokens = tables.auto_labels(state.top.examples, rows, vocab, dead)
+    slots = tables.example_slots(state.top.examples, state.intervals.examples)
+    special = torch.tensor(source.special_token_ids(), dtype=torch.long)
+    t_windows = time.time()
+    windows = read_windows(source, rows, special, slots.feature_id, slots.token, cfg.batch_size,
+                           cfg.window_before, cfg.window_after, cfg.progress)
+    windows_seconds = time.time() - t_windows
     meta = {
         "source": str(source.spec),
         **source.describe(),
@@ -131,6 +153,7 @@ def write_index(
         "coactivation_tokens": state.coact.tokens,
         "logits_through_final_ln": logits.through_final_ln,
         "build_seconds_stream": stream_seconds,
+        "build_seconds_windows": windows_seconds,
         "build_seconds_finalize": time.time() - t0,
         "versions": _versions(),
         "config": asdict(cfg),
@@ -147,7 +170,7 @@ def write_index(
         schema.write_table(
             con,
             "examples",
-            tables.example_table(state.top.examples, state.intervals.examples, cfg.window_before),
+            tables.example_table(slots, windows, cfg.window_before, ctx),
             "feature_id, kind DESC, interval_idx, rank",
         )
         schema.write_table(con, "vocab", tables.vocab_table(vocab), "token_id")

@@ -1,55 +1,108 @@
-"""The batch in sparse form: every nonzero SAE activation as (row, position, feature, value).
+"""SAE activations in sparse form, made on the device that computed them.
 
-All index bookkeeping works on this list with whole-batch tensor ops, so its cost follows
-the number of active (token, feature) pairs, not d_sae × tokens.
+`encode_sparse` runs the model to the SAE's hook and the SAE's encoder on token chunks small
+enough that a chunk's dense [tokens, d_sae] block stays bounded, takes the non-zeros of each
+chunk where it lives (GPU or CPU), and hands on only (token, feature, value) triples. All index
+bookkeeping then works on that list with whole-batch tensor ops, so its cost follows the number
+of active (token, feature) pairs, never d_sae × tokens.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from backend.sources import LoadedSource
+
+# Dense elements per encoder chunk: 256 MB of float32 on a CPU, 2 GB on an accelerator.
+CPU_CHUNK_ELEMENTS = 2**26
+DEVICE_CHUNK_ELEMENTS = 2**29
 
 
 @dataclass
 class SparseBatch:
+    """Every active (token, feature) pair of one batch of rows, sorted by (row, pos, feature)."""
+
     rows: torch.Tensor  # [N] row within the batch
     pos: torch.Tensor  # [N] position within the row
     feat: torch.Tensor  # [N] feature id
-    val: torch.Tensor  # [N] activation (> 0)
+    val: torch.Tensor  # [N] activation (> 0), float32
     n_rows: int
     n_ctx: int
     d_sae: int
     row_offset: int  # global id of the batch's first row
 
     @classmethod
+    def from_flat(cls, token: torch.Tensor, feat: torch.Tensor, val: torch.Tensor, n_rows: int, n_ctx: int,
+                  d_sae: int, row_offset: int) -> SparseBatch:
+        return cls(token // n_ctx, token % n_ctx, feat, val, n_rows, n_ctx, d_sae, row_offset)
+
+    @classmethod
     def from_dense(cls, acts: torch.Tensor, row_offset: int) -> SparseBatch:
-        """acts [R, T, F] with special-token rows already zeroed; SAE activations are >= 0, so
-        nonzero means active. One pass over the dense tensor, then gathers on the short list."""
+        """acts [R, T, F] (SAE activations are >= 0, so non-zero means active)."""
         r, t, f = acts.shape
-        flat = acts.view(-1)
+        flat = acts.reshape(-1)
         idx = flat.nonzero().squeeze(1)  # sorted, i.e. by (row, pos, feature)
-        val = flat[idx].float()
-        feat = idx % f
-        token = idx // f
-        return cls(token // t, token % t, feat, val, r, t, f, row_offset)
+        return cls.from_flat(idx // f, idx % f, flat[idx].float(), r, t, f, row_offset)
 
     @property
     def token(self) -> torch.Tensor:
         """Token index within the batch (row * n_ctx + pos)."""
         return self.rows * self.n_ctx + self.pos
 
-    def windows(self, tokens: torch.Tensor, acts: torch.Tensor, sel: torch.Tensor, before: int, after: int):
-        """Token ids and this feature's activations in a window around each selected entry.
+    @property
+    def global_token(self) -> torch.Tensor:
+        """Token index in the whole stream ((row_offset + row) * n_ctx + pos)."""
+        return (self.rows + self.row_offset) * self.n_ctx + self.pos
 
-        Returns (token_window [n, W] int32 with -1 outside the row, act_window [n, W] float32)."""
-        offsets = torch.arange(-before, after + 1, device=tokens.device)
-        p = self.pos[sel].unsqueeze(1) + offsets
-        inside = (p >= 0) & (p < self.n_ctx)
-        token_at = self.rows[sel].unsqueeze(1) * self.n_ctx + p.clamp(0, self.n_ctx - 1)  # flat (row, pos)
-        tok = torch.where(inside, tokens.view(-1)[token_at], -1).to(torch.int32)
-        act = acts.view(-1)[token_at * self.d_sae + self.feat[sel].unsqueeze(1)].float()
-        return tok, act * inside
+    def lookup(self, token: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        """Activation of each (batch token, feature) pair asked for; 0 where it is not active.
+
+        The list is sorted by token * d_sae + feature, so this is one binary search per query."""
+        keys = self.token * self.d_sae + self.feat
+        want = token * self.d_sae + feat
+        at = torch.searchsorted(keys, want).clamp(max=max(len(keys) - 1, 0))
+        if len(keys) == 0:
+            return torch.zeros(want.shape)
+        return torch.where(keys[at] == want, self.val[at], torch.zeros((), dtype=self.val.dtype))
+
+
+def chunk_tokens(d_sae: int, device: str) -> int:
+    budget = CPU_CHUNK_ELEMENTS if str(device) == "cpu" else DEVICE_CHUNK_ELEMENTS
+    return max(1, budget // d_sae)
+
+
+@torch.no_grad()
+def hook_activations(source: LoadedSource, tokens: torch.Tensor) -> torch.Tensor:
+    """The residual (or other hook) activations the SAE reads, [rows, ctx, d_in], on the source's device;
+    the model stops right after the hook's layer."""
+    _, cache = source.model.run_with_cache(
+        tokens.to(source.device), names_filter=source.hook_name, stop_at_layer=source.hook_layer + 1
+    )
+    return cache[source.hook_name].to(source.dtype)
+
+
+@torch.no_grad()
+def encode_sparse(source: LoadedSource, tokens: torch.Tensor, keep: torch.Tensor, row_offset: int) -> SparseBatch:
+    """Sparse SAE activations of a [rows, ctx] batch; tokens where `keep` is False (special tokens)
+    count nowhere. Only the non-zeros leave the device."""
+    n_rows, n_ctx = tokens.shape
+    x = hook_activations(source, tokens).reshape(n_rows * n_ctx, -1)
+    keep_dev = keep.reshape(-1).to(x.device)
+    step = chunk_tokens(source.d_sae, source.device)
+    tok_parts, feat_parts, val_parts = [], [], []
+    for start in range(0, len(x), step):
+        acts = source.sae.encode(x[start : start + step])
+        acts = acts * keep_dev[start : start + step, None]  # zero rows of special tokens before nonzero()
+        idx = acts.nonzero()  # [n, 2] (token, feature), row-major sorted
+        tok_parts.append((idx[:, 0] + start).cpu())
+        feat_parts.append(idx[:, 1].cpu())
+        val_parts.append(acts[idx[:, 0], idx[:, 1]].float().cpu())
+    return SparseBatch.from_flat(torch.cat(tok_parts), torch.cat(feat_parts), torch.cat(val_parts),
+                                 n_rows, n_ctx, source.d_sae, row_offset)
 
 
 def rank_within_groups(group: torch.Tensor) -> torch.Tensor:

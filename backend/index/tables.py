@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -10,6 +10,8 @@ import torch
 
 from backend.index.accumulators import ExampleSet, FeatureStats, bin_of
 from backend.index.geometry import FeatureMap, LogitEffects, Neighbours
+from backend.index.sparse import rank_within_groups
+from backend.index.windows import ExampleWindows
 from backend.tokens import single_token_text, visible_whitespace
 
 
@@ -24,24 +26,33 @@ def _list_column(matrix: np.ndarray, valid: np.ndarray | None = None) -> pa.Arra
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix[valid]))
 
 
-def auto_labels(examples: ExampleSet, before: int, vocab: list[bytes], dead: np.ndarray) -> tuple[list[str], list[str]]:
-    """A short label from the tokens a feature peaks on most (weighted by activation)."""
-    centers = examples.tokens[..., before].numpy()
-    values = examples.value.numpy()
-    labels, tops = [], []
-    for f in range(len(centers)):
-        if dead[f]:
-            labels.append("dead")
-            tops.append("")
-            continue
-        weights: Counter[str] = Counter()
-        for tok, v in zip(centers[f], values[f], strict=True):
-            if tok >= 0 and np.isfinite(v):
-                weights[single_token_text(int(tok), vocab)] += float(v)
-        ranked = [t for t, _ in weights.most_common(3)]
-        shown = [visible_whitespace(t) if t.strip() == "" else t.strip() for t in ranked]
-        labels.append(" | ".join(shown) if shown else "")
-        tops.append(ranked[0] if ranked else "")
+def auto_labels(top: ExampleSet, rows: np.ndarray, vocab: list[bytes], dead: np.ndarray) -> tuple[list[str], list[str]]:
+    """A short label from the tokens a feature peaks on most (summed activation of its top examples,
+    tokens of the same text counted together): the three heaviest, and the heaviest alone."""
+    d_sae = len(dead)
+    texts = [single_token_text(i, vocab) for i in range(len(vocab))]
+    unique_texts, text_of_token = np.unique(np.array(texts, dtype=object).astype(str), return_inverse=True)
+    value, token = top.value.reshape(-1).numpy(), top.token.reshape(-1).numpy()
+    feature = np.repeat(np.arange(d_sae), top.value.shape[1])
+    valid = np.isfinite(value)
+    text = text_of_token[rows.reshape(-1)[token[valid]]]
+    key = feature[valid].astype(np.int64) * len(unique_texts) + text
+    keys, inverse = np.unique(key, return_inverse=True)
+    weight = np.bincount(inverse, weights=value[valid].astype(np.float64))
+    feat_of_key, text_of_key = keys // len(unique_texts), keys % len(unique_texts)
+    order = np.lexsort((-weight, feat_of_key))  # by feature, heaviest first
+    feat_sorted = feat_of_key[order]
+    rank = rank_within_groups(torch.from_numpy(feat_sorted)).numpy()
+    shown_text = [visible_whitespace(t) if t.strip() == "" else t.strip() for t in unique_texts]
+    labels, tops = [""] * d_sae, [""] * d_sae
+    picks = order[rank < 3]
+    starts = np.searchsorted(feat_of_key[picks], np.arange(d_sae + 1))
+    for f in np.flatnonzero(starts[1:] > starts[:-1]):  # features with examples (a loop over features, not tokens)
+        mine = text_of_key[picks[starts[f]: starts[f + 1]]]
+        labels[f] = " | ".join(shown_text[t] for t in mine)
+        tops[f] = unique_texts[mine[0]]
+    for f in np.flatnonzero(dead):
+        labels[f] = "dead"
     return labels, tops
 
 
@@ -93,53 +104,57 @@ def feature_table(
     )
 
 
-def example_table(top: ExampleSet, intervals: ExampleSet, before: int) -> pa.Table:
-    """Top examples (kind 'top') and interval samples (kind 'interval') in one long table."""
-    parts = []
+@dataclass(frozen=True)
+class ExampleSlots:
+    """The filled example slots of a build, flat, in the examples table's order."""
+
+    feature_id: np.ndarray  # int64
+    interval_idx: np.ndarray  # int32, -1 for top examples
+    rank: np.ndarray  # int32, within (feature, kind, interval)
+    value: np.ndarray  # float32
+    token: np.ndarray  # int64 global token index
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+
+def example_slots(top: ExampleSet, intervals: ExampleSet) -> ExampleSlots:
+    """Top examples (already best first) then interval samples, ordered by value inside an interval."""
     d_sae, k = top.value.shape
-    parts.append(
-        _examples_part(
-            top,
-            torch.arange(d_sae).unsqueeze(1).expand(d_sae, k),
-            torch.full((d_sae, k), -1),
-            torch.arange(k).expand(d_sae, k),
-            "top",
-            before,
-        )
-    )
     _, n_groups, per = intervals.value.shape
-    feat = torch.arange(d_sae).view(-1, 1, 1).expand(d_sae, n_groups, per)
-    group = torch.arange(n_groups).view(1, -1, 1).expand(d_sae, n_groups, per)
-    # order samples inside an interval by value, highest first
-    order = intervals.value.sort(dim=2, descending=True).indices
+    order = intervals.value.sort(dim=2, descending=True, stable=True).indices
     ordered = intervals.take(order, dim=2)
-    rank = torch.arange(per).view(1, 1, -1).expand(d_sae, n_groups, per)
-    parts.append(_examples_part(ordered, feat, group, rank, "interval", before))
-    return pa.concat_tables(parts)
+    feature = np.concatenate([np.repeat(np.arange(d_sae), k), np.repeat(np.arange(d_sae), n_groups * per)])
+    interval = np.concatenate([np.full(d_sae * k, -1), np.tile(np.repeat(np.arange(n_groups), per), d_sae)])
+    rank = np.concatenate([np.tile(np.arange(k), d_sae), np.tile(np.arange(per), d_sae * n_groups)])
+    value = np.concatenate([top.value.reshape(-1).numpy(), ordered.value.reshape(-1).numpy()])
+    token = np.concatenate([top.token.reshape(-1).numpy(), ordered.token.reshape(-1).numpy()])
+    valid = np.isfinite(value)
+    # stable sort by feature: per feature, the top examples and then intervals 0, 1, ...
+    order = np.argsort(feature[valid], kind="stable")
+    pick = lambda a: a[valid][order]  # noqa: E731
+    return ExampleSlots(pick(feature), pick(interval).astype(np.int32), pick(rank).astype(np.int32),
+                        pick(value).astype(np.float32), pick(token).astype(np.int64))
 
 
-def _examples_part(ex: ExampleSet, feat, group, rank, kind: str, before: int) -> pa.Table:
-    valid = torch.isfinite(ex.value).reshape(-1).numpy()
-    width = ex.tokens.shape[-1]
-    tokens = ex.tokens.reshape(-1, width).numpy()[valid]
-    acts = ex.acts.reshape(-1, width).numpy()[valid].astype(np.float32)
-    inside = tokens >= 0
+def example_table(slots: ExampleSlots, windows: ExampleWindows, before: int, n_ctx: int) -> pa.Table:
+    """Top examples (kind 'top') and interval samples (kind 'interval') in one long table."""
+    inside = windows.tokens >= 0
     first_inside = inside.argmax(axis=1)
-    n = int(valid.sum())
+    is_top = slots.interval_idx < 0
     return pa.table(
         {
-            "feature_id": pa.array(feat.reshape(-1).numpy()[valid].astype(np.int32)),
-            "kind": pa.array([kind] * n),
-            "interval_idx": pa.array(
-                np.where(group.reshape(-1).numpy()[valid] < 0, None, group.reshape(-1).numpy()[valid]), type=pa.int32()
-            ),
-            "rank": pa.array(rank.reshape(-1).numpy()[valid].astype(np.int32)),
-            "value": pa.array(ex.value.reshape(-1).numpy()[valid].astype(np.float32)),
-            "row_id": pa.array(ex.row.reshape(-1).numpy()[valid].astype(np.int64)),
-            "pos": pa.array(ex.pos.reshape(-1).numpy()[valid].astype(np.int32)),
+            "feature_id": pa.array(slots.feature_id.astype(np.int32)),
+            "kind": pa.DictionaryArray.from_arrays(pa.array(np.where(is_top, 0, 1).astype(np.int8)),
+                                                   pa.array(["top", "interval"])).cast(pa.string()),
+            "interval_idx": pa.array(np.where(is_top, None, slots.interval_idx), type=pa.int32()),
+            "rank": pa.array(slots.rank),
+            "value": pa.array(slots.value),
+            "row_id": pa.array(slots.token // n_ctx),
+            "pos": pa.array((slots.token % n_ctx).astype(np.int32)),
             "center": pa.array((before - first_inside).astype(np.int32)),
-            "token_ids": _list_column(tokens.astype(np.int32), inside),
-            "acts": _list_column(acts, inside),
+            "token_ids": _list_column(windows.tokens, inside),
+            "acts": _list_column(windows.acts, inside),
         }
     )
 
