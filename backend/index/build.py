@@ -79,8 +79,10 @@ def build_index(spec: SourceSpec, cfg: IndexConfig, out: str | Path) -> Path:
         work.start_fresh()
         state = IndexState.create(shape)
     try:
+        stream_start = time.time()
         state = stream(source, cfg, ctx, work, identity, state)
-        path = write_index(source, cfg, state, out, ctx, time.time() - start, work.token_rows())
+        path = write_index(source, cfg, state, out, ctx, time.time() - stream_start, work.token_rows(),
+                           setup_seconds=stream_start - start)
     except UserError:
         work.discard()  # bad input: resuming would meet the same error
         raise
@@ -121,7 +123,7 @@ def stream(source: LoadedSource, cfg: IndexConfig, ctx: int, work: BuildWorkDir,
 
 def write_index(
     source: LoadedSource, cfg: IndexConfig, state: IndexState, out: Path, ctx: int, stream_seconds: float,
-    rows: np.ndarray,
+    rows: np.ndarray, setup_seconds: float = 0.0,
 ) -> Path:
     """Finalize: weight-derived tables, example windows read back from `rows` (the streamed token rows),
     one DuckDB file written atomically."""
@@ -174,7 +176,7 @@ def write_index(
             "feature_id, kind DESC, interval_idx, rank",
         )
         schema.write_table(con, "vocab", tables.vocab_table(vocab), "token_id")
-        meta["build_seconds_total"] = stream_seconds + time.time() - t0
+        meta["build_seconds_total"] = setup_seconds + stream_seconds + time.time() - t0
         schema.write_meta(con, meta)
     return out
 

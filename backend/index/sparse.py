@@ -94,15 +94,41 @@ def encode_sparse(source: LoadedSource, tokens: torch.Tensor, keep: torch.Tensor
     keep_dev = keep.reshape(-1).to(x.device)
     step = chunk_tokens(source.d_sae, source.device)
     tok_parts, feat_parts, val_parts = [], [], []
-    for start in range(0, len(x), step):
-        acts = source.sae.encode(x[start : start + step])
-        acts = acts * keep_dev[start : start + step, None]  # zero rows of special tokens before nonzero()
-        idx = acts.nonzero()  # [n, 2] (token, feature), row-major sorted
-        tok_parts.append((idx[:, 0] + start).cpu())
-        feat_parts.append(idx[:, 1].cpu())
-        val_parts.append(acts[idx[:, 0], idx[:, 1]].float().cpu())
+    with source.lock:  # _encode_chunk may switch the SAE's activation to its sparse mode for a moment
+        for start in range(0, len(x), step):
+            tok, feat, val = _encode_chunk(source.sae, x[start : start + step])
+            kept = keep_dev[start + tok]  # special tokens count nowhere: dropped from the short list
+            tok_parts.append((tok[kept] + start).cpu())
+            feat_parts.append(feat[kept].cpu())
+            val_parts.append(val[kept].float().cpu())
     return SparseBatch.from_flat(torch.cat(tok_parts), torch.cat(feat_parts), torch.cat(val_parts),
                                  n_rows, n_ctx, source.d_sae, row_offset)
+
+
+def _encode_chunk(sae, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(token, feature, value) of the non-zero activations of x [tokens, d_in], sorted by (token, feature).
+
+    A TopK SAE is asked for SAELens's own sparse output (its k values per token, the same numbers as
+    the dense path), which skips writing and scanning a dense [tokens, d_sae] block; every other
+    architecture (ReLU, JumpReLU, gated, BatchTopK at inference, ...) is encoded densely and scanned."""
+    from sae_lens.saes.topk_sae import TopK
+
+    act_fn = getattr(sae, "activation_fn", None)
+    if isinstance(act_fn, TopK) and not act_fn.use_sparse_activations:
+        act_fn.use_sparse_activations = True
+        try:
+            out = sae.encode(x)
+        finally:
+            act_fn.use_sparse_activations = False
+        tok, feat = out._indices()
+        val = out._values()
+        nonzero = val > 0
+        tok, feat, val = tok[nonzero], feat[nonzero], val[nonzero]
+        order = torch.argsort(tok * out.shape[1] + feat)
+        return tok[order], feat[order], val[order]
+    acts = sae.encode(x)
+    tok, feat = acts.nonzero(as_tuple=True)  # row-major: sorted by (token, feature)
+    return tok, feat, acts[tok, feat]
 
 
 def rank_within_groups(group: torch.Tensor) -> torch.Tensor:

@@ -32,13 +32,12 @@ def auto_labels(top: ExampleSet, rows: np.ndarray, vocab: list[bytes], dead: np.
     d_sae = len(dead)
     texts = [single_token_text(i, vocab) for i in range(len(vocab))]
     unique_texts, text_of_token = np.unique(np.array(texts, dtype=object).astype(str), return_inverse=True)
-    value, token = top.value.reshape(-1).numpy(), top.token.reshape(-1).numpy()
-    feature = np.repeat(np.arange(d_sae), top.value.shape[1])
-    valid = np.isfinite(value)
-    text = text_of_token[rows.reshape(-1)[token[valid]]]
-    key = feature[valid].astype(np.int64) * len(unique_texts) + text
+    feature, slot = torch.isfinite(top.value).nonzero(as_tuple=True)
+    value, token = top.value[feature, slot].numpy(), top.token[feature, slot].numpy()
+    text = text_of_token[rows.reshape(-1)[token]]
+    key = feature.numpy() * len(unique_texts) + text
     keys, inverse = np.unique(key, return_inverse=True)
-    weight = np.bincount(inverse, weights=value[valid].astype(np.float64))
+    weight = np.bincount(inverse, weights=value.astype(np.float64))
     feat_of_key, text_of_key = keys // len(unique_texts), keys % len(unique_texts)
     order = np.lexsort((-weight, feat_of_key))  # by feature, heaviest first
     feat_sorted = feat_of_key[order]
@@ -119,22 +118,21 @@ class ExampleSlots:
 
 
 def example_slots(top: ExampleSet, intervals: ExampleSet) -> ExampleSlots:
-    """Top examples (already best first) then interval samples, ordered by value inside an interval."""
-    d_sae, k = top.value.shape
-    _, n_groups, per = intervals.value.shape
+    """Top examples (already best first) then interval samples, ordered by value inside an interval.
+    Works from the filled slots only: at 1M features most slots of a short build are empty."""
+    top_f, top_r = torch.isfinite(top.value).nonzero(as_tuple=True)
     order = intervals.value.sort(dim=2, descending=True, stable=True).indices
     ordered = intervals.take(order, dim=2)
-    feature = np.concatenate([np.repeat(np.arange(d_sae), k), np.repeat(np.arange(d_sae), n_groups * per)])
-    interval = np.concatenate([np.full(d_sae * k, -1), np.tile(np.repeat(np.arange(n_groups), per), d_sae)])
-    rank = np.concatenate([np.tile(np.arange(k), d_sae), np.tile(np.arange(per), d_sae * n_groups)])
-    value = np.concatenate([top.value.reshape(-1).numpy(), ordered.value.reshape(-1).numpy()])
-    token = np.concatenate([top.token.reshape(-1).numpy(), ordered.token.reshape(-1).numpy()])
-    valid = np.isfinite(value)
-    # stable sort by feature: per feature, the top examples and then intervals 0, 1, ...
-    order = np.argsort(feature[valid], kind="stable")
-    pick = lambda a: a[valid][order]  # noqa: E731
-    return ExampleSlots(pick(feature), pick(interval).astype(np.int32), pick(rank).astype(np.int32),
-                        pick(value).astype(np.float32), pick(token).astype(np.int64))
+    iv_f, iv_g, iv_r = torch.isfinite(ordered.value).nonzero(as_tuple=True)
+    feature = torch.cat([top_f, iv_f])
+    by_feature = torch.sort(feature, stable=True).indices  # per feature: top examples, then intervals 0, 1, ...
+    interval = torch.cat([torch.full_like(top_f, -1), iv_g])
+    rank = torch.cat([top_r, iv_r])
+    value = torch.cat([top.value[top_f, top_r], ordered.value[iv_f, iv_g, iv_r]])
+    token = torch.cat([top.token[top_f, top_r], ordered.token[iv_f, iv_g, iv_r]])
+    pick = lambda t, dtype: t[by_feature].numpy().astype(dtype)  # noqa: E731
+    return ExampleSlots(pick(feature, np.int64), pick(interval, np.int32), pick(rank, np.int32),
+                        pick(value, np.float32), pick(token, np.int64))
 
 
 def example_table(slots: ExampleSlots, windows: ExampleWindows, before: int, n_ctx: int) -> pa.Table:
