@@ -35,7 +35,12 @@ def _index(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
     )
-    path = build_index(SourceSpec.parse(args.source), config, args.out)
+    if args.ray:
+        from backend.index.distributed import build_index_ray
+
+        path = build_index_ray(SourceSpec.parse(args.source), config, args.out, args.ray, args.shards)
+    else:
+        path = build_index(SourceSpec.parse(args.source), config, args.out)
     print(f"index written to {path}")
     return 0
 
@@ -131,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokens between checkpoints of the build's state (0 = never)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted build of the same --out from its last checkpoint")
+    p.add_argument("--ray", default=None, metavar="auto|local|ADDRESS",
+                   help="build on a Ray cluster: 'auto' (the running one), 'local' (start one here), or host:port")
+    p.add_argument("--shards", type=int, default=8, help="with --ray: shards of rows, one Ray task each")
     p.set_defaults(func=_index)
 
     p = sub.add_parser("feature", help="print one feature of an index")

@@ -55,16 +55,31 @@ class FeatureStats:
 
     def grow_bounds(self, batch_max: torch.Tensor, on_double) -> None:
         """Raise each feature's bound to cover `batch_max` [d_sae], doubling (and merging bins)."""
-        first = (self.bound == 0) & (batch_max > 0)
-        self.bound[first] = power_of_two_at_least(batch_max[first])
+        self.raise_bounds(power_of_two_at_least(batch_max.clamp_min(torch.finfo(batch_max.dtype).tiny))
+                          * (batch_max > 0), on_double)
+        self.max = torch.maximum(self.max, batch_max)
+
+    def raise_bounds(self, target: torch.Tensor, on_double) -> None:
+        """Bounds become max(bound, target) (both powers of two or 0): a feature's first bound is set,
+        a smaller one doubles until it gets there, merging bins (and, through `on_double`, intervals)."""
+        first = (self.bound == 0) & (target > 0)
+        self.bound[first] = target[first]
         while True:
-            grow = (batch_max > self.bound).nonzero().squeeze(1)
+            grow = (target > self.bound).nonzero().squeeze(1)
             if grow.numel() == 0:
                 break
             self.hist[grow] = _halve_bins(self.hist[grow])
             on_double(grow)
             self.bound[grow] *= 2
-        self.max = torch.maximum(self.max, batch_max)
+
+    def merge(self, other: FeatureStats) -> None:
+        """Add the counts of `other` (whose bounds were raised to this one's: see IndexState.merge)."""
+        assert torch.equal(self.bound, other.bound), "raise both states' bounds to their maximum first"
+        self.count += other.count
+        self.total += other.total
+        self.max = torch.maximum(self.max, other.max)
+        self.hist += other.hist
+        self.tokens += other.tokens
 
     def update(self, batch: SparseBatch, n_tokens: int) -> None:
         self.tokens += n_tokens
@@ -173,6 +188,10 @@ class TopExamples:
         merged = ExampleSet.cat(self.examples.rows(features), fresh, 1)
         self.examples.assign(features, merged.take(best_first(merged, self.k, 1), 1))
 
+    def merge(self, other: TopExamples) -> None:
+        """The k best of both (built on disjoint rows, so their windows cannot overlap)."""
+        self.merge_rows(torch.arange(len(self.examples.value)), other.examples)
+
 
 class IntervalSamples:
     """Up to `per_group` examples per activation interval, a uniform sample without
@@ -225,6 +244,11 @@ class IntervalSamples:
         self.priority[features] = torch.gather(pri, 2, keep)
         merged = ExampleSet.cat(self.examples.rows(features), fresh, 2)
         self.examples.assign(features, merged.take(keep, 2))
+
+    def merge(self, other: IntervalSamples) -> None:
+        """Smallest keys of both per interval (bounds raised to the same grid first): a uniform sample
+        of the union, since every key is an independent uniform draw."""
+        self.merge_rows(torch.arange(len(self.priority)), other.examples, other.priority)
 
 
 class CoActivation:
@@ -283,6 +307,16 @@ class CoActivation:
             keys[old_dest], keys[new_dest] = self.keys, fresh_keys
             counts[old_dest], counts[new_dest] = self.counts, fresh_counts
             self.keys, self.counts = keys, counts
+
+    def merge(self, other: CoActivation) -> None:
+        self.flush()
+        other.flush()
+        keys, inverse = torch.unique(torch.cat([self.keys, other.keys]), return_inverse=True)
+        self.counts = torch.zeros(len(keys), dtype=torch.long).index_add_(0, inverse,
+                                                                          torch.cat([self.counts, other.counts]))
+        self.keys = keys
+        self.fires += other.fires
+        self.tokens += other.tokens
 
     def top_neighbours(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k partners of each feature by Jaccard index of firing: [d_sae, k] ids (-1 = none), scores."""

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from backend.errors import UserError
 from backend.index import schema, tables
-from backend.index.checkpoint import BuildIdentity, BuildWorkDir
+from backend.index.checkpoint import BuildIdentity, BuildWorkDir, RowSink
 from backend.index.datasets import DEMO_HELDOUT, dataset_texts, token_rows
 from backend.index.geometry import Neighbours, decoder_cosine_neighbours, flat_map, logit_effects, umap_map
 from backend.index.sparse import encode_sparse, hook_activations
@@ -81,6 +81,10 @@ def build_index(spec: SourceSpec, cfg: IndexConfig, out: str | Path) -> Path:
     try:
         stream_start = time.time()
         state = stream(source, cfg, ctx, work, identity, state)
+        if state.rows == 0:
+            raise UserError("The dataset produced no complete row of tokens; give it more text.")
+        if cfg.checkpoint_every:
+            work.checkpoint(state, identity)  # a crash while finalizing resumes straight to finalizing
         path = write_index(source, cfg, state, out, ctx, time.time() - stream_start, work.token_rows(),
                            setup_seconds=stream_start - start)
     except UserError:
@@ -92,38 +96,39 @@ def build_index(spec: SourceSpec, cfg: IndexConfig, out: str | Path) -> Path:
     return path
 
 
-def stream(source: LoadedSource, cfg: IndexConfig, ctx: int, work: BuildWorkDir, identity: BuildIdentity,
-           state: IndexState) -> IndexState:
-    """The streaming pass: every batch of rows not yet in `state`, encoded sparsely, into it."""
+def stream(source: LoadedSource, cfg: IndexConfig, ctx: int, sink: RowSink, identity: BuildIdentity | None,
+           state: IndexState, end_row: int | None = None) -> IndexState:
+    """The streaming pass: the batches of rows from `state.next_row` up to `end_row` (the end of the
+    data when None), encoded sparsely, into `state`; their tokens go to `sink`. Rows before
+    `state.next_row` (a resumed build's, or earlier shards') are tokenized and skipped."""
     special = torch.tensor(source.special_token_ids(), dtype=torch.long)
     texts = dataset_texts(cfg.dataset)
-    bar = tqdm(total=cfg.tokens, initial=state.rows * ctx, unit="tok", unit_scale=True, desc="index",
+    total = cfg.tokens if end_row is None else (end_row - state.first_row) * ctx
+    bar = tqdm(total=total, initial=state.rows * ctx, unit="tok", unit_scale=True, desc="index",
                disable=not cfg.progress)
-    skip, since_checkpoint = state.rows, 0
+    row, since_checkpoint = 0, 0
     with source.lock:
         for tokens in token_rows(texts, source.tokenizer, ctx, source.prepend_bos, cfg.batch_size, cfg.tokens):
-            if skip > 0:  # rows already in the resumed state (checkpoints fall on batch boundaries)
-                skip -= len(tokens)
+            row += len(tokens)
+            if row <= state.next_row:  # checkpoints and shards fall on batch boundaries
                 continue
+            if end_row is not None and row > end_row:
+                break
             keep = ~torch.isin(tokens, special)
-            state.update(encode_sparse(source, tokens, keep, state.rows), keep)
-            work.append_rows(tokens)
+            state.update(encode_sparse(source, tokens, keep, state.next_row), keep)
+            sink.append_rows(tokens)
             bar.update(tokens.numel())
             since_checkpoint += tokens.numel()
-            if cfg.checkpoint_every and since_checkpoint >= cfg.checkpoint_every:
-                work.checkpoint(state, identity)
+            if identity is not None and cfg.checkpoint_every and since_checkpoint >= cfg.checkpoint_every:
+                sink.checkpoint(state, identity)
                 since_checkpoint = 0
     bar.close()
-    if state.rows == 0:
-        raise UserError("The dataset produced no complete row of tokens; give it more text.")
-    if cfg.checkpoint_every:
-        work.checkpoint(state, identity)  # a crash while finalizing resumes straight to finalizing
     return state
 
 
 def write_index(
     source: LoadedSource, cfg: IndexConfig, state: IndexState, out: Path, ctx: int, stream_seconds: float,
-    rows: np.ndarray, setup_seconds: float = 0.0,
+    rows: np.ndarray, setup_seconds: float = 0.0, extra_meta: dict | None = None,
 ) -> Path:
     """Finalize: weight-derived tables, example windows read back from `rows` (the streamed token rows),
     one DuckDB file written atomically."""
@@ -161,6 +166,7 @@ def write_index(
         "config": asdict(cfg),
         "excluded_token_ids": source.special_token_ids(),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(extra_meta or {}),
     }
     with schema.atomic_index_file(out) as con:
         schema.write_table(

@@ -17,6 +17,7 @@ import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -41,6 +42,14 @@ class BuildIdentity:
         out = [name for name in ("source", "sae_weights_sha256") if getattr(self, name) != getattr(other, name)]
         keys = sorted(set(self.options) | set(other.options))
         return out + [k for k in keys if self.options.get(k) != other.options.get(k)]
+
+
+class RowSink(Protocol):
+    """Where the streaming pass puts the token rows it has encoded (and its checkpoints)."""
+
+    def append_rows(self, rows: torch.Tensor) -> None: ...
+
+    def checkpoint(self, state: IndexState, identity: BuildIdentity) -> None: ...
 
 
 class BuildWorkDir:

@@ -6,7 +6,7 @@ resumed build continues bit for bit where the killed one stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -29,6 +29,10 @@ class StateShape:
     batch_size: int
     seed: int
 
+    def for_shard(self, index: int) -> StateShape:
+        """Shard i draws its own interval-sample keys (shards with one seed would draw the same ones)."""
+        return replace(self, seed=self.seed * 1_000_003 + index + 1)
+
 
 @dataclass
 class IndexState:
@@ -36,7 +40,12 @@ class IndexState:
     top: TopExamples
     intervals: IntervalSamples
     coact: CoActivation
-    rows: int = 0  # rows streamed so far; the next batch's first global row id
+    rows: int = 0  # rows streamed so far
+    first_row: int = 0  # global id of the first row (a shard's start)
+
+    @property
+    def next_row(self) -> int:
+        return self.first_row + self.rows
 
     @classmethod
     def create(cls, shape: StateShape) -> IndexState:
@@ -56,11 +65,27 @@ class IndexState:
         self.coact.update(batch, keep)
         self.rows += batch.n_rows
 
+    def merge(self, other: IndexState) -> None:
+        """Fold in the state of the rows that follow this one's (a later shard): the result equals the
+        state of one stream over both, exactly for counts, sums, maxima, histograms, top examples and
+        co-activation, and as a valid uniform sample for interval samples."""
+        if other.first_row != self.next_row:
+            raise ValueError(f"shard starting at row {other.first_row} does not follow rows up to {self.next_row}")
+        target = torch.maximum(self.stats.bound, other.stats.bound)
+        self.stats.raise_bounds(target, self.intervals.on_double)
+        other.stats.raise_bounds(target, other.intervals.on_double)
+        self.stats.merge(other.stats)
+        self.top.merge(other.top)
+        self.intervals.merge(other.intervals)
+        self.coact.merge(other.coact)
+        self.rows += other.rows
+
     def tensors(self) -> dict[str, object]:
         self.coact.flush()
         s, c = self.stats, self.coact
         return {
             "rows": self.rows,
+            "first_row": self.first_row,
             "stats": {"count": s.count, "total": s.total, "max": s.max, "bound": s.bound, "hist": s.hist,
                       "tokens": s.tokens},
             "top": {"value": self.top.examples.value, "token": self.top.examples.token},
@@ -81,5 +106,5 @@ class IndexState:
         state.intervals.generator.set_state(iv["rng"])
         state.coact.keys, state.coact.counts, state.coact.fires = co["keys"], co["counts"], co["fires"]
         state.coact.tokens = co["tokens"]
-        state.rows = saved["rows"]
+        state.rows, state.first_row = saved["rows"], saved.get("first_row", 0)
         return state
