@@ -37,6 +37,8 @@ from backend.sources import SourceSpec, load_source, sae_weights_digest
 # Fault injection for the tests: "SHARD:MARKER_FILE" makes the worker of that shard SIGKILL itself
 # halfway through its rows the first time (when the marker file does not exist yet).
 KILL_SHARD_ONCE_ENV = "SAE_EXPLORER_KILL_SHARD_ONCE"
+# ... and N makes the driver SIGKILL itself right after saving its N-th shard.
+KILL_DRIVER_AFTER_SHARDS_ENV = "SAE_EXPLORER_KILL_DRIVER_AFTER_SHARDS"
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def plan_shards(cfg: IndexConfig, ctx: int, n_shards: int) -> list[Shard]:
     batches = math.ceil(rows / cfg.batch_size)
     n_shards = min(n_shards, batches)
     bounds = [round(i * batches / n_shards) * cfg.batch_size for i in range(n_shards + 1)]
-    bounds[-1] = max(bounds[-1], rows)
+    bounds[-1] = rows  # the last batch may be short
     return [Shard(i, bounds[i], bounds[i + 1]) for i in range(n_shards)]
 
 
@@ -153,6 +155,7 @@ def build_index_ray(spec: SourceSpec, cfg: IndexConfig, out: str | Path, address
     shards = plan_shards(cfg, ctx, n_shards)
     store = ShardStore(out, identity, len(shards))
     done = store.finished()
+    reused = len(done)
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(address=None if address == "local" else address, include_dashboard=False,
@@ -168,6 +171,8 @@ def build_index_ray(spec: SourceSpec, cfg: IndexConfig, out: str | Path, address
             result: ShardResult = ray.get(ready[0])
             store.save(result)
             done[result.shard.index] = result
+            if os.environ.get(KILL_DRIVER_AFTER_SHARDS_ENV) == str(len(done) - reused):
+                os.kill(os.getpid(), signal.SIGKILL)
             del pending[ready[0]]
             bar.update(1)
         bar.close()
@@ -181,7 +186,8 @@ def build_index_ray(spec: SourceSpec, cfg: IndexConfig, out: str | Path, address
     if state.rows == 0:
         raise UserError("The dataset produced no complete row of tokens; give it more text.")
     path = write_index(source, cfg, state, out, ctx, stream_seconds, rows,
-                       extra_meta={"ray_shards": len(shards), "build_seconds_merge": merge_seconds})
+                       extra_meta={"ray_shards": len(shards), "ray_shards_reused": reused,
+                                   "build_seconds_merge": merge_seconds})
     shutil.rmtree(store.path.parent, ignore_errors=True)
     return path
 
