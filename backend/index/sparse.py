@@ -17,9 +17,12 @@ import torch
 if TYPE_CHECKING:
     from backend.sources import LoadedSource
 
-# Dense elements per encoder chunk: 256 MB of float32 on a CPU, 2 GB on an accelerator.
-CPU_CHUNK_ELEMENTS = 2**26
+# Dense elements per encoder chunk: 64 MB of float32 on a CPU, 2 GB on an accelerator (SAELens's
+# encode holds about three such blocks at once). At least 64 tokens, though: every chunk reads the
+# whole encoder (1 GB at 1M features), so tiny chunks would spend their time re-reading it.
+CPU_CHUNK_ELEMENTS = 2**24
 DEVICE_CHUNK_ELEMENTS = 2**29
+MIN_CHUNK_TOKENS = 64
 
 
 @dataclass
@@ -72,7 +75,7 @@ class SparseBatch:
 
 def chunk_tokens(d_sae: int, device: str) -> int:
     budget = CPU_CHUNK_ELEMENTS if str(device) == "cpu" else DEVICE_CHUNK_ELEMENTS
-    return max(1, budget // d_sae)
+    return max(MIN_CHUNK_TOKENS, budget // d_sae)
 
 
 @torch.no_grad()

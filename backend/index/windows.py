@@ -38,28 +38,28 @@ def read_windows(
 ) -> ExampleWindows:
     """Windows around global token index `token` for feature `feature` (both [n])."""
     n_rows, n_ctx = token_rows.shape
-    width = before + after + 1
     offsets = np.arange(-before, after + 1)
-    row, pos = token // n_ctx, token % n_ctx
-    p = pos[:, None] + offsets
-    inside = (p >= 0) & (p < n_ctx)
-    flat = np.where(inside, row[:, None] * n_ctx + np.clip(p, 0, n_ctx - 1), 0)
-    tokens = np.where(inside, token_rows.reshape(-1)[flat], -1).astype(np.int32)
-    acts = np.zeros((len(token), width), dtype=np.float32)
-    batch_of = row // batch_size
+    tokens = np.empty((len(token), len(offsets)), dtype=np.int32)
+    acts = np.zeros((len(token), len(offsets)), dtype=np.float32)
+    batch_of = token // (n_ctx * batch_size)
     order = np.argsort(batch_of, kind="stable")
     batches, starts = np.unique(batch_of[order], return_index=True)
     ends = np.append(starts[1:], len(order))
     bar = tqdm(total=len(batches), unit="batch", desc="windows", disable=not progress)
     for b, lo, hi in zip(batches.tolist(), starts.tolist(), ends.tolist(), strict=True):
         first = b * batch_size
-        rows = torch.from_numpy(np.asarray(token_rows[first : first + batch_size], dtype=np.int64))
-        sparse = encode_sparse(source, rows, ~torch.isin(rows, special), first)
+        rows = np.asarray(token_rows[first : first + batch_size], dtype=np.int64)
         sel = order[lo:hi]
-        local = torch.from_numpy(flat[sel] - first * n_ctx)
-        feat = torch.from_numpy(feature[sel]).long().unsqueeze(1).expand_as(local)
-        got = sparse.lookup(local.reshape(-1), feat.reshape(-1)).view(local.shape).numpy()
-        acts[sel] = np.where(inside[sel], got, 0.0)
+        local = token[sel] - first * n_ctx  # token index inside this batch
+        p = (local % n_ctx)[:, None] + offsets
+        inside = (p >= 0) & (p < n_ctx)
+        at = (local // n_ctx)[:, None] * n_ctx + np.clip(p, 0, n_ctx - 1)
+        tokens[sel] = np.where(inside, rows.reshape(-1)[at], -1)
+        batch_rows = torch.from_numpy(rows)
+        sparse = encode_sparse(source, batch_rows, ~torch.isin(batch_rows, special), first)
+        feat = np.broadcast_to(feature[sel][:, None], at.shape)
+        got = sparse.lookup(torch.from_numpy(at.reshape(-1)), torch.from_numpy(np.ascontiguousarray(feat).reshape(-1)))
+        acts[sel] = np.where(inside, got.view(at.shape).numpy(), 0.0)
         bar.update(1)
     bar.close()
     return ExampleWindows(tokens, acts)
