@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from backend.errors import UserError
 from backend.index import schema, tables
 from backend.index.checkpoint import BuildIdentity, BuildWorkDir, RowSink
-from backend.index.datasets import DEMO_HELDOUT, dataset_texts, token_rows
+from backend.index.datasets import DEMO_HELDOUT, dataset_texts, prefetched, token_rows
 from backend.index.geometry import Neighbours, decoder_cosine_neighbours, flat_map, logit_effects, umap_map
 from backend.index.sparse import encode_sparse, hook_activations
 from backend.index.state import IndexState, StateShape
@@ -108,7 +108,8 @@ def stream(source: LoadedSource, cfg: IndexConfig, ctx: int, sink: RowSink, iden
                disable=not cfg.progress)
     row, since_checkpoint = 0, 0
     with source.lock:
-        for tokens in token_rows(texts, source.tokenizer, ctx, source.prepend_bos, cfg.batch_size, cfg.tokens):
+        batches = token_rows(texts, source.tokenizer, ctx, source.prepend_bos, cfg.batch_size, cfg.tokens)
+        for tokens in prefetched(batches):
             row += len(tokens)
             if row <= state.next_row:  # checkpoints and shards fall on batch boundaries
                 continue

@@ -91,3 +91,43 @@ def token_rows(
                     return
     if rows:
         yield torch.tensor(rows, dtype=torch.long)
+
+
+def prefetched(items: Iterator[torch.Tensor], depth: int = 2) -> Iterator[torch.Tensor]:
+    """The same items, produced by a background thread `depth` ahead, so that reading and tokenizing
+    text overlaps with the model (whose kernels release the GIL). An error in the producer is raised
+    here, at the item where it happened."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True, name="token-rows")
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

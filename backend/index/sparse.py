@@ -9,6 +9,7 @@ of active (token, feature) pairs, never d_sae × tokens.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 CPU_CHUNK_ELEMENTS = 2**24
 DEVICE_CHUNK_ELEMENTS = 2**29
 MIN_CHUNK_TOKENS = 64
+
+# SAELens builds its sparse TopK output with torch.sparse_coo_tensor, whose first call warns that
+# invariant checks are off; the indices come straight from topk, so they are valid by construction.
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
 
 
 @dataclass
