@@ -6,9 +6,11 @@ typed payloads of backend/payloads.py. It also implements the inference engine's
 
 from __future__ import annotations
 
+import atexit
 import json
 import random
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +37,26 @@ from backend.tokens import display_pieces, single_token_text
 _ROW_COLUMNS = "feature_id, label, top_token, density, max_act, mean_act, dead, cluster"
 
 
+_OPEN_STORES: weakref.WeakSet[IndexStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    """A store still open at exit (a cached one, a test's) is closed here, so DuckDB's objects are freed before
+    the interpreter tears its bindings down (else nanobind reports each one as leaked)."""
+    for store in list(_OPEN_STORES):
+        store.close()
+
+
 class IndexStore:
     def __init__(self, path: Path, con):
         self.path = path
         self._con = con
-        self._local = threading.local()
+        # one cursor per thread (connections are not shared between threads), kept here rather than in a
+        # threading.local so close() can close every one of them
+        self._cursors: dict[int, object] = {}
+        self._cursors_lock = threading.Lock()
+        _OPEN_STORES.add(self)
         self.meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()}
         self.vocab: list[bytes] = [
             bytes(b) for (b,) in con.execute("SELECT token_bytes FROM vocab ORDER BY token_id").fetchall()
@@ -63,7 +80,13 @@ class IndexStore:
         return cls(path, con)
 
     def close(self) -> None:
+        """Close every thread's cursor and the connection; closing twice is harmless."""
+        with self._cursors_lock:
+            cursors, self._cursors = list(self._cursors.values()), {}
+        for cur in cursors:
+            cur.close()
         self._con.close()
+        _OPEN_STORES.discard(self)
 
     def __enter__(self) -> IndexStore:
         return self
@@ -73,9 +96,11 @@ class IndexStore:
 
     def _cursor(self):
         """DuckDB connections are not shared between threads; each thread gets its own cursor."""
-        cur = getattr(self._local, "cursor", None)
+        key = threading.get_ident()  # a dead thread's id may be reused: its cursor then serves the new thread
+        cur = self._cursors.get(key)
         if cur is None:
-            cur = self._local.cursor = self._con.cursor()
+            with self._cursors_lock:
+                cur = self._cursors[key] = self._con.cursor()
         return cur
 
     def _check_id(self, feature_id: int) -> int:

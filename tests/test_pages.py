@@ -16,6 +16,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from backend.offered import NOT_OFFERED
 from backend.payloads import FeatureQuery
 from backend.store import IndexStore
 from backend.team import TeamStore
@@ -305,7 +306,7 @@ def test_labels_and_lists_are_saved_from_the_feature_page(index, open_page):
         ("lists", {"quick": "3,x"}, "must be feature ids separated by commas"),
         ("lists", {"quick": "3,99999"}, "Feature 99999 does not exist"),
         ("lists", {"quick": ",".join(str(i) for i in range(151))}, "at most 150 features"),
-        ("features", {"index": "/no/such/index.duckdb"}, "No index at /no/such/index.duckdb"),
+        ("features", {"index": "/no/such/index.duckdb"}, NOT_OFFERED),
     ],
 )
 def test_bad_link_parameters_show_a_sentence_not_a_traceback(index, open_page, page, params, message):
@@ -316,10 +317,34 @@ def test_bad_link_parameters_show_a_sentence_not_a_traceback(index, open_page, p
     assert any(message in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]
 
 
-def test_a_missing_index_says_how_to_build_one(index, open_page):
-    at = open_page("feature", id=1, index="/no/such/index.duckdb")
+def test_a_missing_default_index_says_how_to_build_one(index, open_page, monkeypatch, tmp_path):
+    missing = tmp_path / "not_built.duckdb"
+    monkeypatch.setenv("SAE_EXPLORER_INDEX", str(missing))
+    at = open_page("feature", id=1)
     assert not at.exception
-    assert any("python -m backend index --source <source> --out /no/such/index.duckdb" in i.value for i in at.info)
+    assert any(f"python -m backend index --source <source> --out {missing}" in i.value for i in at.info)
+
+
+def test_a_link_names_only_an_offered_index_and_never_a_path(index, open_page, tmp_path_factory, monkeypatch):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    outside = elsewhere / "x.duckdb"
+    shutil.copy(index, outside)
+    (elsewhere / "junk.duckdb").write_bytes(b"not an index")
+    for name in (str(outside), str(elsewhere / "junk.duckdb"), str(elsewhere / "missing.duckdb"), "/etc/passwd",
+                 "../" + outside.stem, "x", "tiny.duckdb", str(index)):
+        at = open_page("feature", id=1, index=name)
+        assert not at.exception
+        assert [e.value for e in at.error] == [NOT_OFFERED]  # one answer for a file that exists, junk or nothing
+        assert not at.get("plotly_chart")
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["junk.duckdb", "x.duckdb"]  # no team file was created
+
+    monkeypatch.setenv("SAE_EXPLORER_INDEX_DIRS", str(elsewhere))  # a folder the server's configuration offers
+    at = open_page("feature", id=1, index="x")
+    assert_clean(at)
+    assert '<span class="fid">#1</span>' in rendered(at)
+    assert share_link(at)["index"] == ["x"]  # links carry the name, never the path
+    options = at.sidebar.selectbox[0].options
+    assert options[0] == "tiny" and options[-2:] == ["junk", "x"]
 
 
 def test_a_token_position_past_the_prompt_falls_back_to_the_last_token(index, open_page):

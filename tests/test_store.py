@@ -158,3 +158,25 @@ def test_cli_prints_feature_json(tiny_index):
                          capture_output=True, text=True, cwd=root, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: Feature 99999 does not exist")
     assert "Traceback" not in bad.stderr
+
+
+def test_stores_left_open_are_closed_at_exit_without_leaked_duckdb_objects(tiny_index):
+    """A store used from several threads and never closed (as the app's cache leaves it) is closed at exit:
+    nothing of DuckDB is left for nanobind to report as leaked."""
+    script = (
+        "import threading\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from backend.store import IndexStore, _OPEN_STORES\n"
+        f"store = IndexStore.open({str(tiny_index)!r})\n"
+        "with ThreadPoolExecutor(3) as pool:\n"
+        "    list(pool.map(lambda i: store.feature_page(i), range(6)))\n"
+        "store.info()\n"
+        "assert len(store._cursors) >= 2 and store in _OPEN_STORES\n"
+        "other = IndexStore.open(store.path)\n"
+        "other.close(); other.close()  # twice is harmless\n"
+        "assert other not in _OPEN_STORES and not other._cursors\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "nanobind" not in done.stderr and "leaked" not in done.stderr, done.stderr

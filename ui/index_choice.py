@@ -1,67 +1,63 @@
-"""Which index the app shows: the URL's `index`, else this session's last choice, else $SAE_EXPLORER_INDEX,
-else cache/demo.duckdb. The sidebar lets the reader switch and describes the chosen source."""
+"""Which index the app shows: the URL's `index` name, else this session's last choice, else the default
+(backend/offered.py decides what is offered). The sidebar lets the reader switch and describes the source."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import streamlit as st
 
 from backend.errors import UserError
+from backend.offered import DEFAULT_INDEX, INDEX_ENV, OfferedIndex, offered_indexes, resolve_index
 from backend.sources import SourceSpec, sae_weights_digest
 from ui import state
 from ui.html import md_code, md_escape
 from ui.resources import IndexContext, open_index
 
-INDEX_ENV = "SAE_EXPLORER_INDEX"
-CACHE_DIR = Path("cache")
-DEFAULT_INDEX = CACHE_DIR / "demo.duckdb"
 _SESSION_KEY = "chosen_index"
-_OTHER = "Other path…"
 
 
-def default_index() -> Path:
-    return Path(os.environ.get(INDEX_ENV) or DEFAULT_INDEX)
+def chosen_index() -> OfferedIndex:
+    """The URL's `index` name, else this session's last choice, else the default. Raises NotFoundError with
+    one sentence (the same for every name that is not offered) before anything is opened."""
+    name = state.get_str("index") or st.session_state.get(_SESSION_KEY) or ""
+    return resolve_index(name)
 
 
 def chosen_index_path() -> Path:
-    raw = state.get_str("index") or st.session_state.get(_SESSION_KEY) or ""
-    return Path(raw) if raw else default_index()
+    return chosen_index().path
 
 
-def index_param(path: Path) -> str | None:
-    """What links carry as `index`: nothing for the default index, so links stay short."""
-    return None if path == default_index() else str(path)
+def index_param(entry: OfferedIndex) -> str | None:
+    """What links carry as `index`: the name, nothing for the default index so links stay short."""
+    return None if entry.name == offered_indexes()[0].name else entry.name
 
 
-def available_indexes() -> list[Path]:
-    """Index files in cache/ (team files and temp files left out), plus the default."""
-    found = sorted(p for p in CACHE_DIR.glob("*.duckdb") if not p.name.startswith("."))
-    default = default_index()
-    return found if default in found else [default, *found]
+def current_index_param() -> str | None:
+    try:
+        return index_param(chosen_index())
+    except UserError:
+        return None
 
 
-def remember(path: Path) -> None:
+def remember(entry: OfferedIndex) -> None:
     """Keep the choice in this session (the sidebar menu drops query parameters) and in the URL."""
-    st.session_state[_SESSION_KEY] = str(path)
-    state.put("index", index_param(path))
+    st.session_state[_SESSION_KEY] = entry.name
+    state.put("index", index_param(entry))
 
 
 def sidebar_picker() -> None:
-    current = chosen_index_path()
-    options = [str(p) for p in available_indexes()]
-    if str(current) not in options:
-        options.append(str(current))
-    options.append(_OTHER)
-    picked = st.sidebar.selectbox("Index", options, index=options.index(str(current)), key=f"index_pick.{current}")
-    if picked == _OTHER:
-        typed = st.sidebar.text_input("Path to an index (.duckdb)", key="index_typed", placeholder="cache/other.duckdb")
-        if typed.strip():
-            current = Path(typed.strip())
-    else:
-        current = Path(picked)
-    remember(current)
+    """A menu of the offered names only: there is no box to type a path into."""
+    offered = {e.name: e for e in offered_indexes()}
+    try:
+        current = chosen_index().name
+    except UserError:
+        current = None  # a bad link: the page shows why; the menu still offers the real ones
+    names = list(offered)
+    picked = st.sidebar.selectbox("Index", names, index=names.index(current) if current in names else None,
+                                  key=f"index_pick.{current}", placeholder="pick an index")
+    if picked is not None:
+        remember(offered[picked])
 
 
 def sidebar_description(ctx: IndexContext) -> None:
@@ -96,7 +92,12 @@ def _current_weights_digest(source: str) -> str | None:
 
 def current_index() -> IndexContext | None:
     """The chosen index, or None after showing why it cannot be opened and how to build one."""
-    path = chosen_index_path()
+    try:
+        entry = chosen_index()
+    except UserError as exc:
+        st.error(md_escape(str(exc)), icon=":material/link_off:")
+        return None
+    path = entry.path
     try:
         return open_index(path)
     except UserError as exc:

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from ui.index_choice import chosen_index_path, index_param
+from ui.index_choice import current_index_param
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
 
@@ -44,7 +44,7 @@ def streamlit_pages() -> list[st.Page]:
 def with_index(params: dict[str, object]) -> dict[str, str]:
     """Parameters for a link: the given ones (None dropped) plus the current index when it is not the default."""
     out = {k: str(v) for k, v in params.items() if v is not None and v != ""}
-    index = index_param(chosen_index_path())
+    index = current_index_param()
     if index:
         out["index"] = index
     return out

@@ -28,7 +28,11 @@ class IndexContext:
         return str(self.path)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
+def _close_context(ctx: IndexContext) -> None:
+    ctx.store.close()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, on_release=_close_context)  # evicted or stale: closed
 def _open_index(path: str, modified_ns: int) -> IndexContext:
     """Keyed by modification time too, so an index rebuilt in place is reopened."""
     store = IndexStore.open(path)
