@@ -16,6 +16,7 @@ from backend.index.accumulators import CoActivation, FeatureStats, IntervalSampl
 from backend.index.datasets import DEMO_HELDOUT, dataset_texts, token_rows
 from backend.index.geometry import Neighbours, decoder_cosine_neighbours, flat_map, logit_effects, umap_map
 from backend.index.sparse import SparseBatch
+from backend.index.steerability import steerability_for_index
 from backend.sources import LoadedSource, SourceSpec, load_source, sae_weights_digest
 from backend.tokens import token_bytes_table
 
@@ -40,6 +41,7 @@ class IndexConfig:
     dataset: str | None = None  # None = the demo's held-out split
     seed: int = 0
     progress: bool = True
+    steerability: bool = True  # output/input scores, calibrated strengths (index/steerability.py)
 
 
 @dataclass
@@ -118,6 +120,9 @@ def write_index(
     vocab = token_bytes_table(source.tokenizer)
     dead = (state.stats.count == 0).numpy()
     labels, top_tokens = tables.auto_labels(state.top.examples, cfg.window_before, vocab, dead)
+    peaks = state.top.examples.tokens[..., cfg.window_before].where(state.top.examples.value.isfinite(), -1)
+    steer = steerability_for_index(source, state.stats.max, peaks, dataset_texts(cfg.dataset)) \
+        if cfg.steerability else None
     meta = {
         "source": str(source.spec),
         **source.describe(),
@@ -151,6 +156,8 @@ def write_index(
             "feature_id, kind DESC, interval_idx, rank",
         )
         schema.write_table(con, "vocab", tables.vocab_table(vocab), "token_id")
+        if steer is not None:
+            schema.write_table(con, "steerability", steer.to_arrow(), "feature_id")
         meta["build_seconds_total"] = stream_seconds + time.time() - t0
         schema.write_meta(con, meta)
     return out
