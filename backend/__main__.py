@@ -1,4 +1,4 @@
-"""Command line: `python -m backend {train-demo,index,feature,explain,serve}`.
+"""Command line: `python -m backend {train-demo,index,steerability,feature,explain,serve}`.
 
 Each command parses its arguments here and hands a typed config to the module that does
 the work, so this file stays a table of contents of what the engine can do.
@@ -34,6 +34,8 @@ def _index(args: argparse.Namespace) -> int:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
+        # the stage costs about as much as the streaming pass: on for the demo, on request for other sources
+        steerability=args.steerability if args.steerability is not None else args.source == "demo",
     )
     if args.ray:
         from backend.index.distributed import build_index_ray
@@ -42,6 +44,14 @@ def _index(args: argparse.Namespace) -> int:
     else:
         path = build_index(SourceSpec.parse(args.source), config, args.out)
     print(f"index written to {path}")
+    return 0
+
+
+def _steerability(args: argparse.Namespace) -> int:
+    from backend.index.steerability import add_steerability
+
+    summary = add_steerability(args.index, args.device)
+    print(summary)
     return 0
 
 
@@ -139,7 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", default=None, metavar="auto|local|ADDRESS",
                    help="build on a Ray cluster: 'auto' (the running one), 'local' (start one here), or host:port")
     p.add_argument("--shards", type=int, default=8, help="with --ray: shards of rows, one Ray task each")
+    p.add_argument("--steerability", action=argparse.BooleanOptionalAction, default=None,
+                   help="output/input scores and calibrated steering strengths (default: on for the demo only)")
     p.set_defaults(func=_index)
+
+    p = sub.add_parser("steerability", help="(re)compute an existing index's steerability table")
+    p.add_argument("--index", default="cache/demo.duckdb")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_steerability)
 
     p = sub.add_parser("feature", help="print one feature of an index")
     p.add_argument("--index", default="cache/demo.duckdb")

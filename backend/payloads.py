@@ -38,6 +38,12 @@ class FeatureRow(BaseModel):
     mean_act: float
     dead: bool
     cluster: int
+    output_score: float | None = Field(None, description="steerability: how much adding the feature raises its own "
+                                                         "top logit tokens (Arad et al. 2025); None = not measured")
+    input_score: float | None = Field(None, description="fraction of top examples peaking on a token the feature "
+                                                        "promotes (Arad et al. 2025)")
+    calibrated_strength: float | None = Field(None, description="smallest add strength (a multiple of max act) at "
+                                                                "which steered text evokes the feature >= 3x default")
 
 
 class FeatureQuery(BaseModel):
@@ -47,9 +53,12 @@ class FeatureQuery(BaseModel):
     min_density: float = 0.0
     max_density: float = 1.0
     hide_dead: bool = True
-    sort: str = Field("feature_id", pattern="^(feature_id|density|max_act|mean_act|label|top_token|label_score)$")
+    sort: str = Field("feature_id", pattern="^(feature_id|density|max_act|mean_act|label|top_token|label_score|"
+                                            "output_score|input_score|calibrated_strength)$")
     descending: bool = False
     min_label_score: float = Field(0.0, ge=0.0, le=1.0, description="best explanation F1 at least this (0 = any)")
+    min_output_score: float = Field(0.0, ge=0.0, le=1.0, description="steerability output score at least this")
+    steerable_only: bool = Field(False, description="only features with a calibrated strength")
     limit: int = Field(200, ge=1, le=5000)
     offset: int = Field(0, ge=0)
 

@@ -34,7 +34,9 @@ from backend.payloads import (
 )
 from backend.tokens import display_pieces, single_token_text
 
-_ROW_COLUMNS = "feature_id, label, top_token, density, max_act, mean_act, dead, cluster"
+_ROW_COLUMNS = ("feature_id, label, top_token, density, max_act, mean_act, dead, cluster, output_score, input_score, "
+                "calibrated_strength")
+_STEER_COLUMNS = ("output_score", "input_score", "calibrated_multiplier", "calibrated_strength", "evoked_ratio")
 
 
 _OPEN_STORES: weakref.WeakSet[IndexStore] = weakref.WeakSet()
@@ -64,6 +66,13 @@ class IndexStore:
         self.d_sae = int(self.meta["d_sae"])
         self._n_hist_bins = self.meta["config"]["n_hist_bins"]
         self._n_intervals = self.meta["config"]["n_intervals"]
+        self.has_steerability = bool(con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'steerability'").fetchone()[0])
+        # every feature query reads this view: the features with their steerability (NULL in older indexes)
+        steer = ", ".join(f"s.{c}" for c in _STEER_COLUMNS) if self.has_steerability else \
+            ", ".join(f"NULL::FLOAT AS {c}" for c in _STEER_COLUMNS)
+        join = "LEFT JOIN steerability s USING (feature_id)" if self.has_steerability else ""
+        self._features = f"(SELECT f.*, {steer} FROM features f {join})"
 
     @classmethod
     def open(cls, path: str | Path) -> IndexStore:
@@ -142,9 +151,14 @@ class IndexStore:
         """Filtered, sorted, paged rows. A search matches the automatic label, the top token, the id, and the
         ids in `also_matching` (e.g. those whose team label matched), all under the same filters and order.
         `label_scores` (best explanation F1 per feature) serve the label-score sort and filter."""
-        table, params = _scored_features(query, label_scores)
+        table, params = _scored_features(self._features, query, label_scores)
         where = ["density BETWEEN ? AND ?"]
         params += [query.min_density, query.max_density]
+        if query.min_output_score > 0:
+            where.append("output_score >= ?")
+            params.append(query.min_output_score)
+        if query.steerable_only:
+            where.append("calibrated_strength IS NOT NULL")
         if query.min_label_score > 0:
             where.append("label_score >= ?")
             params.append(query.min_label_score)
@@ -183,7 +197,8 @@ class IndexStore:
         rows = (
             self._cursor()
             .execute(
-                f"SELECT {_ROW_COLUMNS} FROM features WHERE feature_id IN (SELECT unnest(?::INTEGER[]))", [list(ids)]
+                f"SELECT {_ROW_COLUMNS} FROM {self._features} WHERE feature_id IN (SELECT unnest(?::INTEGER[]))",
+                [list(ids)],
             )
             .fetchall()
         )
@@ -196,6 +211,24 @@ class IndexStore:
     def density(self, ids: list[int]) -> dict[int, float]:
         return {i: r.density for i, r in self.feature_rows(ids).items()}
 
+    def calibrated_strength(self, ids: list[int]) -> dict[int, float]:
+        """Ids with a calibrated add-steering strength (backend/index/steerability.py); others are left out."""
+        return {i: r.calibrated_strength for i, r in self.feature_rows(ids).items() if r.calibrated_strength}
+
+    def steerability_inputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every feature's max activation [d_sae] and the peak token of each top example [d_sae, top_k] (-1 = none):
+        what backend/index/steerability.py needs to (re)score an index."""
+        cur = self._cursor()
+        max_acts = np.array([m for (m,) in cur.execute("SELECT max_act FROM features ORDER BY feature_id").fetchall()],
+                            dtype=np.float32)
+        k = int(self.meta["config"]["top_k"])
+        peaks = np.full((self.d_sae, k), -1, dtype=np.int64)
+        rows = cur.execute("SELECT feature_id, rank, token_ids[center + 1] FROM examples WHERE kind = 'top'").fetchall()
+        if rows:
+            f, r, t = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
+            peaks[f, r] = t
+        return max_acts, peaks
+
     def all_densities(self) -> list[float]:
         return [d for (d,) in self._cursor().execute("SELECT density FROM features ORDER BY feature_id").fetchall()]
 
@@ -207,10 +240,10 @@ class IndexStore:
             f"""SELECT {_ROW_COLUMNS}, fire_count, hist_bound, hist_counts, logit_pos_ids, logit_pos_values,
                             logit_neg_ids, logit_neg_values, logit_hist_counts, logit_hist_lo, logit_hist_hi,
                             cos_ids, cos_values, coact_ids, coact_values, umap_x, umap_y
-                            FROM features WHERE feature_id = ?""",
+                            FROM {self._features} WHERE feature_id = ?""",
             [feature_id],
         ).fetchone()
-        row = _row(f[:8])
+        row = _row(f[:11])
         (
             fire_count,
             bound,
@@ -228,7 +261,7 @@ class IndexStore:
             co_vals,
             ux,
             uy,
-        ) = f[8:]
+        ) = f[11:]
         examples = cur.execute(
             """SELECT kind, interval_idx, value, row_id, pos, center, token_ids, acts
                                   FROM examples WHERE feature_id = ? ORDER BY kind DESC, interval_idx, rank""",
@@ -300,7 +333,8 @@ class IndexStore:
 
 def _row(r) -> FeatureRow:
     return FeatureRow(
-        feature_id=r[0], label=r[1], top_token=r[2], density=r[3], max_act=r[4], mean_act=r[5], dead=r[6], cluster=r[7]
+        feature_id=r[0], label=r[1], top_token=r[2], density=r[3], max_act=r[4], mean_act=r[5], dead=r[6], cluster=r[7],
+        output_score=r[8], input_score=r[9], calibrated_strength=r[10],
     )
 
 
@@ -367,12 +401,12 @@ def live_feature_ids(store: IndexStore) -> list[int]:
     return [r[0] for r in rows]
 
 
-def _scored_features(query: FeatureQuery, label_scores: Mapping[int, float] | None) -> tuple[str, list]:
-    """The features table, joined with the label scores when the query sorts or filters by them."""
+def _scored_features(features: str, query: FeatureQuery, label_scores: Mapping[int, float] | None) -> tuple[str, list]:
+    """The features view, joined with the label scores when the query sorts or filters by them."""
     if query.sort != "label_score" and query.min_label_score <= 0:
-        return "features", []
+        return features, []
     scores = dict(label_scores or {})
-    joined = """(SELECT f.*, s.label_score FROM features f LEFT JOIN
+    joined = f"""(SELECT f.*, s.label_score FROM {features} f LEFT JOIN
                  (SELECT unnest(?::INTEGER[]) AS feature_id, unnest(?::DOUBLE[]) AS label_score) s
                  USING (feature_id))"""
     return joined, [list(scores), list(scores.values())]

@@ -9,7 +9,14 @@ from backend.errors import UserError
 from backend.payloads import FeatureQuery
 from ui import catalog, charts, state
 from ui.explanations_view import explanations_panel
-from ui.feature_view import examples_panel, logits_panel, neighbours_panel, title_html, try_it_result
+from ui.feature_view import (
+    examples_panel,
+    logits_panel,
+    neighbours_panel,
+    steerability_panel,
+    title_html,
+    try_it_result,
+)
 from ui.feedback import flash, reported_errors
 from ui.frame import page_frame
 from ui.html import Shade, md_escape
@@ -67,6 +74,8 @@ metric_cols[1].metric("Max activation", f"{row.max_act:.3f}")
 metric_cols[2].metric("Mean activation", f"{row.mean_act:.3f}", help="Mean over the tokens where it fires.")
 metric_cols[3].metric("Fires on", f"{page.fire_count:,} tokens")
 metric_cols[4].metric("Cluster", f"{row.cluster}", help="UMAP cluster of its decoder direction (see the map).")
+if not row.dead:
+    steerability_panel(row)
 
 label_col, list_col, steer_col = st.columns([6, 1.5, 1.5], vertical_alignment="bottom")
 with label_col, st.form(f"label_form.{feature_id}", border=False):

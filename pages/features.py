@@ -15,7 +15,8 @@ from ui.navigation import FEATURE, FEATURE_LINK_COLUMN, FEATURES, feature_links,
 SCOPE = "features"
 PAGE_SIZE = 200
 SORTS = {"feature_id": "Id", "density": "Density", "max_act": "Max activation", "mean_act": "Mean activation",
-         "label": "Label", "top_token": "Top token", "label_score": "Explanation F1"}
+         "label": "Label", "top_token": "Top token", "label_score": "Explanation F1", "output_score": "Output score",
+         "input_score": "Input score", "calibrated_strength": "Calibrated strength"}
 
 ctx = page_frame(FEATURES)
 info = ctx.info
@@ -36,8 +37,8 @@ with random_col:
     if st.button("Random feature", icon=":material/casino:", width="stretch"):
         go(FEATURE, {"id": ctx.store.random_feature_id()})
 
-low_col, high_col, f1_col, dead_col, caption_col, pager_col = st.columns([1.6, 1.6, 1.6, 1.3, 3.6, 1.2],
-                                                                           vertical_alignment="bottom")
+low_col, high_col, f1_col, out_col, steer_col, dead_col, caption_col, pager_col = st.columns(
+    [1.5, 1.5, 1.5, 1.5, 1.4, 1.1, 2.6, 1.1], vertical_alignment="bottom")
 with low_col:
     min_density = state.url_number(SCOPE, "dmin", "Min density", 0.0, 0.0, 1.0, step=0.001, format="%g")
 with high_col:
@@ -45,6 +46,14 @@ with high_col:
 with f1_col:
     min_f1 = state.url_number(SCOPE, "f1min", "Min explanation F1", 0.0, 0.0, 1.0, step=0.05, format="%g",
                               help="Only features whose best explanation scores at least this F1 on held-out tokens.")
+with out_col:
+    min_output = state.url_number(SCOPE, "omin", "Min output score", 0.0, 0.0, 1.0, step=0.01, format="%g",
+                                  help="Steerability (Arad et al. 2025): how much adding the feature raises the "
+                                       "probability of the tokens it promotes. High output scores steer well.")
+with steer_col:
+    steerable = state.url_toggle(SCOPE, "steerable", "Steerable only",
+                                 help="Only features with a calibrated strength: adding them at that strength made "
+                                      "the generated text evoke them at least 3x more than the default text.")
 with dead_col:
     show_dead = state.url_toggle(SCOPE, "dead", "Show dead")
 with pager_col:
@@ -56,6 +65,7 @@ with reported_errors():
     query = FeatureQuery(
         search=search, min_density=min_density, max_density=max_density, hide_dead=not show_dead, sort=sort,
         descending=descending, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE, min_label_score=min_f1,
+        min_output_score=min_output, steerable_only=steerable,
     )
     listing = catalog.list_features(ctx, query)
 
@@ -72,6 +82,9 @@ if listing is not None:
             "density": [f.row.density for f in listing.features],
             "max act": [f.row.max_act for f in listing.features],
             "mean act": [f.row.mean_act for f in listing.features],
+            "output score": [f.row.output_score for f in listing.features],
+            "input score": [f.row.input_score for f in listing.features],
+            "calibrated strength": [f.row.calibrated_strength for f in listing.features],
             "cluster": [f.row.cluster for f in listing.features],
             "dead": [f.row.dead for f in listing.features],
         }
@@ -103,6 +116,11 @@ if listing is not None:
             "density": st.column_config.NumberColumn("density", format="%.2e", width="small"),
             "max act": st.column_config.ProgressColumn("max act", format="%.2f", min_value=0.0, max_value=max_act),
             "mean act": st.column_config.NumberColumn("mean act", format="%.2f", width="small"),
+            "output score": st.column_config.NumberColumn("output score", format="%.4f", width="small"),
+            "input score": st.column_config.NumberColumn("input score", format="%.2f", width="small"),
+            "calibrated strength": st.column_config.NumberColumn(
+                "calibrated strength", format="%.2f", width="small",
+                help="The Steer page's default add strength; empty: no rung of the ladder evoked the feature."),
             "cluster": st.column_config.NumberColumn("cluster", format="%d", width="small"),
             "dead": st.column_config.CheckboxColumn("dead", width="small"),
         },

@@ -26,7 +26,8 @@ def request_field(name: str) -> state.FieldBounds:
 ctx = page_frame(STEER)
 share_slot = page_header("Steer", "Add a feature's decoder direction while generating (or clamp it, or ablate it) "
                          "and compare with the unsteered text. Strengths are in activation units; leave one empty "
-                         "to use the feature's max activation.")
+                         "to use the index's calibrated strength (the smallest that made steered text evoke the "
+                         "feature 3x), or its max activation when it has none.")
 
 targets: list[SteerTarget] = state.lenient(lambda: steer_view.parse_targets(state.get_str("f")), [])
 labels = catalog.labels_for(ctx, [t.feature_id for t in targets])
@@ -59,7 +60,7 @@ with st.form("steer_form", border=False):
                 "feature": st.column_config.NumberColumn("feature id", min_value=0, max_value=ctx.info.d_sae - 1,
                                                          step=1, format="%d", required=True),
                 "label": st.column_config.TextColumn("label", disabled=True),
-                "strength": st.column_config.NumberColumn("strength (empty = max act)", format="%.2f"),
+                "strength": st.column_config.NumberColumn("strength (empty = index default)", format="%.2f"),
             },
         )
     with settings_col:

@@ -205,7 +205,14 @@ def test_index_gives_default_strengths_and_density_filter(tiny_dirs, small_index
                                         strength_multiplier=2, max_new_tokens=3, include_default=False))
     summary = steered.summary[0]
     assert summary.strength_from_index
-    assert summary.strength == pytest.approx(2 * stats.max_activation([feature])[feature])
+    calibrated = stats.calibrated_strength([feature])
+    expected = calibrated[feature] if calibrated else stats.max_activation([feature])[feature]
+    assert summary.strength_basis == ("calibrated" if calibrated else "max_activation")
+    assert summary.strength == pytest.approx(2 * expected)
+    clamped = engine.steer(SteerRequest(prompt="def", features=[SteerFeature(feature_id=feature)], mode="clamp",
+                                        max_new_tokens=1, include_default=False)).summary[0]
+    assert clamped.strength_basis == "max_activation"  # clamping sets the activation: its natural scale
+    assert clamped.strength == pytest.approx(stats.max_activation([feature])[feature])
 
     no_index = get_inference(tiny_dirs.spec, index_path=str(small_index) + ".missing")
     assert no_index.health().feature_stats is False  # the UI falls back to explicit strengths

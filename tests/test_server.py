@@ -97,7 +97,7 @@ BAD_REQUESTS = [
     ("/steer", {"prompt": "x", "features": [{"feature_id": 1}]}, 400, "no index is loaded"),
     ("/steer", {"prompt": "x", "features": [{"feature_id": 1, "strength": 5000}]}, 422, "less than or equal to 1000"),
     ("/steer", {"prompt": "x", "features": [{"feature_id": 1, "strength": "lots"}]}, 422, "valid number"),
-    ("/steer", {"prompt": "x", "features": []}, 422, "at least 1 item"),
+    ("/steer", {"prompt": "x", "features": []}, 422, "at least one feature or vector"),
     ("/steer", {"prompt": "x", "features": [{"feature_id": 1, "strength": 1}], "mode": "boost"}, 422,
      "'add', 'clamp' or 'ablate'"),
     ("/steer", {"prompt": "x", "features": [{"feature_id": 1, "strength": 1}], "max_new_tokens": 600}, 422,

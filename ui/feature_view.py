@@ -113,3 +113,28 @@ def try_it_result(ctx: IndexContext, row: FeatureRow, text: str) -> None:
     fired = sum(v > 0 for v in values)
     st.caption(f"Fires on {fired} of {len(values)} tokens · peak {max(values, default=0):.3f} "
                f"(index max {row.max_act:.3f})")
+
+
+def steerability_panel(row: FeatureRow) -> None:
+    """Output score, input score and calibrated strength (backend/index/steerability.py), or why they are missing."""
+    if row.output_score is None:
+        st.caption("Steerability was not measured for this feature (dead, or an index built without the stage: "
+                   "`python -m backend steerability --index …`).")
+        return
+    cols = st.columns(3, border=True)
+    cols[0].metric("Output score", f"{row.output_score:.4f}",
+                   help="How much adding the feature (10x the largest activation, at the last token of neutral "
+                        "prompts) raises the probability of the tokens it promotes: rank x probability of its best "
+                        "logit-lens token (Arad et al. 2025). High output scores steer well.")
+    cols[1].metric("Input score", "n/a" if row.input_score is None else f"{row.input_score:.2f}",
+                   help="Fraction of its top examples whose peak token is one it promotes: high for features that "
+                        "mirror their input (Arad et al. 2025).")
+    if row.calibrated_strength is None:
+        cols[2].metric("Calibrated strength", "none", help="No rung of the ladder (1-16x max act) made the steered "
+                                                           "text evoke the feature 3x more than the default text.")
+    else:
+        multiplier = row.calibrated_strength / row.max_act if row.max_act else float("nan")
+        cols[2].metric("Calibrated strength", f"{row.calibrated_strength:.2f}", f"{multiplier:g}x max act",
+                       delta_color="off", help="The smallest strength of the ladder at which the steered text "
+                                               "evokes the feature at least 3x more than the default text; the Steer "
+                                               "page's default when adding.")

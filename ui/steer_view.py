@@ -16,11 +16,13 @@ from ui import charts
 from ui.charts import ActivationSeries
 from ui.html import diff_strip, esc, visible_token
 
+STRENGTH_BASIS = {"request": "you", "calibrated": "index (calibrated)", "max_activation": "index (max act)"}
+
 
 @dataclass(frozen=True)
 class SteerTarget:
     feature_id: int
-    strength: float | None  # None: the feature's max activation from the index
+    strength: float | None  # None: the index's default (calibrated add strength, else max activation)
 
 
 def parse_targets(text: str) -> list[SteerTarget]:
@@ -118,7 +120,7 @@ def continuations_panel(result: SteerResponse) -> None:
 def evidence_table(result: SteerResponse, labels: dict[int, str]) -> None:
     rows = [
         {"feature": s.feature_id, "label": labels.get(s.feature_id, ""), "strength": s.strength,
-         "strength from": "index max" if s.strength_from_index else "you",
+         "strength from": STRENGTH_BASIS[s.strength_basis],
          "mean act default": s.mean_default, "mean act steered (model reads)": s.mean_steered_after_edit,
          "mean act steered (text evokes)": s.mean_steered,
          "active default": s.active_fraction_default, "active steered": s.active_fraction_steered}

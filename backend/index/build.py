@@ -18,6 +18,7 @@ from backend.index.datasets import DEMO_HELDOUT, dataset_texts, prefetched, toke
 from backend.index.geometry import Neighbours, decoder_cosine_neighbours, flat_map, logit_effects, umap_map
 from backend.index.sparse import encode_sparse, hook_activations
 from backend.index.state import IndexState, StateShape
+from backend.index.steerability import steerability_for_index
 from backend.index.windows import read_windows
 from backend.sources import LoadedSource, SourceSpec, load_source, sae_weights_digest
 from backend.tokens import token_bytes_table
@@ -45,6 +46,7 @@ class IndexConfig:
     progress: bool = True
     checkpoint_every: int = 4_000_000  # tokens between checkpoints (0 = never)
     resume: bool = False  # continue an interrupted build of the same output from its last checkpoint
+    steerability: bool = True  # output/input scores, calibrated strengths (index/steerability.py)
 
     def state_shape(self, d_sae: int) -> StateShape:
         names = {f.name for f in fields(StateShape)} - {"d_sae"}
@@ -148,6 +150,11 @@ def write_index(
     windows = read_windows(source, rows, special, slots.feature_id, slots.token, cfg.batch_size,
                            cfg.window_before, cfg.window_after, cfg.progress)
     windows_seconds = time.time() - t_windows
+    top = state.top.examples
+    flat_rows = torch.from_numpy(np.asarray(rows).reshape(-1))
+    peaks = torch.where(top.value.isfinite(), flat_rows[top.token.clamp_min(0)].long(), -1)  # token ids peaked on
+    steer = steerability_for_index(source, state.stats.max, peaks, dataset_texts(cfg.dataset)) \
+        if cfg.steerability else None
     meta = {
         "source": str(source.spec),
         **source.describe(),
@@ -184,6 +191,9 @@ def write_index(
         )
         schema.write_table(con, "vocab", tables.vocab_table(vocab), "token_id")
         meta["build_seconds_total"] = setup_seconds + stream_seconds + time.time() - t0
+        if steer is not None:
+            schema.write_table(con, "steerability", steer.to_arrow(), "feature_id")
+        meta["build_seconds_total"] = stream_seconds + time.time() - t0
         schema.write_meta(con, meta)
     return out
 

@@ -52,3 +52,27 @@ def write_table(con, name: str, arrow_table, order_by: str) -> None:
 def write_meta(con, meta: dict) -> None:
     rows = [(k, json.dumps(v)) for k, v in {**meta, "schema_version": SCHEMA_VERSION}.items()]
     con.executemany("INSERT INTO meta VALUES (?, ?)", rows)
+
+
+def replace_table(path: Path, name: str, arrow_table, order_by: str) -> None:
+    """Write (or rewrite) one table of an existing index, atomically: a copy is edited, then renamed over it,
+    so readers holding the old file keep a consistent view and a failure leaves the index as it was."""
+    import shutil
+
+    import duckdb
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.copyfile(path, tmp)
+    try:
+        con = duckdb.connect(str(tmp))
+        try:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+            write_table(con, name, arrow_table, order_by)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.wal").unlink(missing_ok=True)
+        raise

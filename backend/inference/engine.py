@@ -29,8 +29,11 @@ from backend.inference.schemas import (
     InferenceLimits,
     Prediction,
     SteeredFeatureSummary,
+    SteeredVectorSummary,
     SteerRequest,
     SteerResponse,
+    SteerVector,
+    StrengthBasis,
     TokenizeRequest,
     TokenizeResponse,
     TokenLogprob,
@@ -58,7 +61,15 @@ class DensityFilter:
 class ResolvedStrength:
     feature_id: int
     value: float  # after the index default and the multiplier; 0 when ablating
-    from_index: bool
+    basis: StrengthBasis
+
+
+@dataclass(frozen=True)
+class ResolvedVectors:
+    added: torch.Tensor | None  # [d_in] sum of strength x vector
+    directions: torch.Tensor | None  # [m, d_in] unit vectors, for the projections
+    strengths: list[float]
+    norms: list[float]
 
 
 class LocalInference:
@@ -191,6 +202,7 @@ class LocalInference:
             raise UserError(f"max_new_tokens is {request.max_new_tokens} but this service generates at most "
                             f"{self.limits.max_new_tokens} tokens.")
         strengths = self._resolve_strengths(request)
+        vectors = self._vectors(request)
         settings = SamplingSettings(
             max_new_tokens=request.max_new_tokens, temperature=request.temperature, top_p=request.top_p,
             freq_penalty=request.freq_penalty, seed=request.seed, top_logprobs=request.top_logprobs,
@@ -198,20 +210,45 @@ class LocalInference:
         with self._model_turn(deadline):
             tokens = self._prompt_tensor(request.prompt, new_tokens=request.max_new_tokens)
             plan = SteeringPlan(feature_ids, [s.value for s in strengths], request.mode, request.positions,
-                                tokens.shape[1])
-            default_run = self._generate(tokens, feature_ids, None, settings, deadline) \
+                                tokens.shape[1], vectors.added)
+            default_run = self._generate(tokens, feature_ids, None, settings, deadline, vectors.directions) \
                 if request.include_default else None
-            steered_run = self._generate(tokens, feature_ids, plan, settings, deadline)
+            steered_run = self._generate(tokens, feature_ids, plan, settings, deadline, vectors.directions)
         prompt_ids = tokens[0].tolist()
         return SteerResponse(
             prompt_tokens=self._renderer.render(prompt_ids), feature_ids=feature_ids, mode=request.mode,
             default=self._generation(prompt_ids, default_run) if default_run else None,
             steered=self._generation(prompt_ids, steered_run),
-            summary=[_summary(i, strength, default_run, steered_run) for i, strength in enumerate(strengths)])
+            summary=[_summary(i, strength, default_run, steered_run) for i, strength in enumerate(strengths)],
+            vector_summary=[_vector_summary(i, vector, strength, norm, default_run, steered_run)
+                            for i, (vector, strength, norm) in enumerate(zip(request.vectors, vectors.strengths,
+                                                                             vectors.norms, strict=True))])
+
+    def _vectors(self, request: SteerRequest) -> ResolvedVectors:
+        """Raw vectors checked against the hook's width, summed (x strength) into one addition."""
+        if not request.vectors:
+            return ResolvedVectors(None, None, [], [])
+        width = int(self.source.sae.W_dec.shape[1])
+        for i, vector in enumerate(request.vectors):
+            if len(vector.vector) != width:
+                raise UserError(f"Vector {i + 1} has {len(vector.vector)} values but the hook {self.source.hook_name} "
+                                f"is {width} wide; send one value per dimension.")
+        matrix = torch.tensor([v.vector for v in request.vectors], dtype=torch.float32, device=self.source.device)
+        norms = matrix.norm(dim=1)
+        if bool((norms == 0).any()):
+            raise UserError("A vector is all zeros, so it has no direction to steer along.")
+        strengths = [v.strength * request.strength_multiplier for v in request.vectors]
+        for i, value in enumerate(strengths):
+            if abs(value) > self.limits.max_abs_strength:
+                raise UserError(f"The strength of vector {i + 1} is {value:g}, beyond the "
+                                f"±{self.limits.max_abs_strength:g} this service accepts.")
+        added = (torch.tensor(strengths, device=matrix.device).unsqueeze(1) * matrix).sum(0)
+        return ResolvedVectors(added, matrix / norms.unsqueeze(1), strengths, norms.tolist())
 
     def _generate(self, tokens: torch.Tensor, feature_ids: list[int], plan: SteeringPlan | None,
-                  settings: SamplingSettings, deadline: Deadline) -> GenerationRun:
-        hook = SaeHook(self.source.sae, feature_ids, plan, self._special_ids)
+                  settings: SamplingSettings, deadline: Deadline,
+                  directions: torch.Tensor | None = None) -> GenerationRun:
+        hook = SaeHook(self.source.sae, feature_ids, plan, self._special_ids, directions)
         return generate(self.source.model, self.source.hook_name, self.source.hook_layer, tokens, hook, settings,
                         deadline)
 
@@ -221,12 +258,19 @@ class LocalInference:
 
     def _resolve_strengths(self, request: SteerRequest) -> list[ResolvedStrength]:
         if request.mode == "ablate":
-            return [ResolvedStrength(f.feature_id, 0.0, from_index=False) for f in request.features]
+            return [ResolvedStrength(f.feature_id, 0.0, "request") for f in request.features]
         missing = [f.feature_id for f in request.features if f.strength is None]
         known = self.stats.max_activation(missing) if (missing and self.stats is not None) else {}
+        # adding: the index's calibrated strength (the smallest that visibly evokes the feature) when it has one;
+        # clamping sets the activation itself, so the max activation stays its natural default
+        calibrated = self.stats.calibrated_strength(missing) \
+            if (missing and request.mode == "add" and self.stats is not None) else {}
         strengths: list[ResolvedStrength] = []
         for feature in request.features:
-            base = feature.strength if feature.strength is not None else known.get(feature.feature_id)
+            basis: StrengthBasis = "request" if feature.strength is not None else \
+                "calibrated" if feature.feature_id in calibrated else "max_activation"
+            base = {"request": feature.strength, "calibrated": calibrated.get(feature.feature_id),
+                    "max_activation": known.get(feature.feature_id)}[basis]
             if base is None or (feature.strength is None and base <= 0):
                 why = "no index is loaded" if self.stats is None else "the index has no positive max activation for it"
                 raise UserError(f"Feature {feature.feature_id} has no strength and {why}; give an explicit strength.")
@@ -234,7 +278,7 @@ class LocalInference:
             if abs(value) > self.limits.max_abs_strength:
                 raise UserError(f"The strength of feature {feature.feature_id} is {value:g}, beyond the "
                                 f"±{self.limits.max_abs_strength:g} this service accepts.")
-            strengths.append(ResolvedStrength(feature.feature_id, value, from_index=feature.strength is None))
+            strengths.append(ResolvedStrength(feature.feature_id, value, basis))
         return strengths
 
     def _generation(self, prompt_ids: list[int], run: GenerationRun) -> Generation:
@@ -264,7 +308,18 @@ def _summary(index: int, strength: ResolvedStrength, default_run: GenerationRun 
     steered_mean, steered_fraction = mean_and_fraction(steered_run.feature_acts)
     default_mean, default_fraction = mean_and_fraction(default_run.feature_acts) if default_run else (None, None)
     return SteeredFeatureSummary(feature_id=strength.feature_id, strength=strength.value,
-                                 strength_from_index=strength.from_index,
+                                 strength_from_index=strength.basis != "request", strength_basis=strength.basis,
                                  mean_default=default_mean, mean_steered=steered_mean,
                                  mean_steered_after_edit=mean_and_fraction(steered_run.feature_acts_after_edit)[0],
                                  active_fraction_default=default_fraction, active_fraction_steered=steered_fraction)
+
+
+def _vector_summary(index: int, vector: SteerVector, strength: float, norm: float, default_run: GenerationRun | None,
+                    steered_run: GenerationRun) -> SteeredVectorSummary:
+    def mean(run: GenerationRun) -> float:
+        values = run.projections[:, index] if run.projections is not None else torch.zeros(0)
+        return float(values.mean()) if values.numel() else 0.0
+
+    return SteeredVectorSummary(name=vector.name or f"vector {index + 1}", strength=strength, norm=norm,
+                                projection_default=mean(default_run) if default_run else None,
+                                projection_steered=mean(steered_run))

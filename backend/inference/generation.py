@@ -41,6 +41,7 @@ class GenerationRun:
     feature_acts: torch.Tensor  # [n_generated, n_features], at each generated token's own position, before the edit
     feature_acts_after_edit: torch.Tensor  # the same, encoded from the edited residual
     stopped_at_eos: bool
+    projections: torch.Tensor | None = None  # [n_generated, m] on the hook's directions, before the edit
 
 
 def choose_next_token(logits: torch.Tensor, counts: torch.Tensor, settings: SamplingSettings,
@@ -98,5 +99,7 @@ def generate(model, hook_name: str, hook_layer: int, prompt_tokens: torch.Tensor
         model(chunk, past_kv_cache=cache, attention_mask=torch.ones_like(chunk), stop_at_layer=hook_layer + 1)
     prompt_length = prompt_tokens.shape[1]
     generated = slice(prompt_length, prompt_length + len(choices))
+    projections = sae_hook.recorded_projections()[0, generated].float().cpu() \
+        if sae_hook.directions is not None else None
     return GenerationRun(choices, sae_hook.recorded()[0, generated].float().cpu(),
-                         sae_hook.recorded_after_edit()[0, generated].float().cpu(), stopped)
+                         sae_hook.recorded_after_edit()[0, generated].float().cpu(), stopped, projections)

@@ -7,10 +7,11 @@ loaded source (feature ids, context length) are checked by the engine against `I
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Hard caps: beyond these a request is absurd for any source, so the schema refuses it outright.
 MAX_PROMPT_CHARS = 20_000
@@ -19,11 +20,14 @@ MAX_TOP_K = 64
 MAX_TOP_N = 200
 MAX_TRACE_FEATURES = 64
 MAX_STEER_FEATURES = 16
+MAX_STEER_VECTORS = 4
+MAX_VECTOR_WIDTH = 65_536
 MAX_NEW_TOKENS_CAP = 512
 MAX_TOP_LOGPROBS = 20
 
 SteerMode = Literal["add", "clamp", "ablate"]
 SteerPositions = Literal["all", "generated"]
+StrengthBasis = Literal["request", "calibrated", "max_activation"]
 
 
 def _non_empty(prompt: str) -> str:
@@ -194,13 +198,33 @@ class TraceResponse(BaseModel):
 class SteerFeature(_Request):
     feature_id: FeatureId
     strength: float | None = Field(None, ge=-MAX_ABS_STRENGTH, le=MAX_ABS_STRENGTH, allow_inf_nan=False,
-                                   description="In activation units; None means the feature's max activation "
-                                               "from the index. Ignored by 'ablate'.")
+                                   description="In activation units; None means the index's default: for 'add' its "
+                                               "calibrated strength when it has one, else the feature's max "
+                                               "activation. Ignored by 'ablate'.")
+
+
+class SteerVector(_Request):
+    vector: list[float] = Field(min_length=1, max_length=MAX_VECTOR_WIDTH,
+                                description="A direction at the SAE's hook (one value per dimension, e.g. a concept "
+                                            "vector); added as strength x vector at the steered positions in every "
+                                            "mode.")
+    strength: float = Field(1.0, ge=-MAX_ABS_STRENGTH, le=MAX_ABS_STRENGTH, allow_inf_nan=False,
+                            description="Multiplies the vector as given (not normalised).")
+    name: str = Field("", max_length=200, description="Shown in the summary.")
+
+    @field_validator("vector")
+    @classmethod
+    def _finite(cls, vector: list[float]) -> list[float]:
+        if not all(math.isfinite(v) for v in vector):
+            raise ValueError("The vector holds a value that is not finite (NaN or infinity); send finite numbers.")
+        return vector
 
 
 class SteerRequest(_Request):
     prompt: Prompt
-    features: list[SteerFeature] = Field(min_length=1, max_length=MAX_STEER_FEATURES)
+    features: list[SteerFeature] = Field(default_factory=list, max_length=MAX_STEER_FEATURES)
+    vectors: list[SteerVector] = Field(default_factory=list, max_length=MAX_STEER_VECTORS,
+                                       description="Raw directions to add besides (or instead of) features.")
     mode: SteerMode = Field("add", description="add: + strength·W_dec[f]; clamp: set the feature's activation to "
                                                "strength; ablate: set it to 0.")
     positions: SteerPositions = Field(
@@ -228,6 +252,12 @@ class SteerRequest(_Request):
                 raise ValueError(f"Feature {feature.feature_id} is listed twice; list each feature once.")
             seen.add(feature.feature_id)
         return features
+
+    @model_validator(mode="after")
+    def _something_to_steer(self) -> SteerRequest:
+        if not self.features and not self.vectors:
+            raise ValueError("Give at least one feature or vector to steer with.")
+        return self
 
 
 class TokenLogprob(BaseModel):
@@ -257,7 +287,10 @@ class Generation(BaseModel):
 class SteeredFeatureSummary(BaseModel):
     feature_id: int
     strength: float = Field(description="Strength used (after defaults and the multiplier); 0 when ablating.")
-    strength_from_index: bool = Field(description="The strength came from the feature's max activation.")
+    strength_from_index: bool = Field(description="The strength came from the index (calibrated or max activation).")
+    strength_basis: StrengthBasis = Field("request", description="Where the strength came from: the request, the "
+                                                                 "index's calibrated add strength, or the feature's "
+                                                                 "max activation.")
     mean_default: float | None = Field(description="Mean activation over default generated tokens.")
     mean_steered: float = Field(description="Mean activation over steered generated tokens, before the edit (what "
                                             "the steered text evokes).")
@@ -267,6 +300,16 @@ class SteeredFeatureSummary(BaseModel):
     active_fraction_steered: float
 
 
+class SteeredVectorSummary(BaseModel):
+    name: str
+    strength: float = Field(description="Strength used (after the multiplier).")
+    norm: float = Field(description="Norm of the vector as sent.")
+    projection_default: float | None = Field(description="Mean projection of the default generated tokens' "
+                                                         "activations (before any edit) on the unit vector.")
+    projection_steered: float = Field(description="The same on the steered generated tokens: what the steered "
+                                                  "text itself evokes along the vector.")
+
+
 class SteerResponse(BaseModel):
     prompt_tokens: list[TokenInfo]
     feature_ids: list[int] = Field(description="Steered features, in request order.")
@@ -274,6 +317,8 @@ class SteerResponse(BaseModel):
     default: Generation | None
     steered: Generation
     summary: list[SteeredFeatureSummary]
+    vector_summary: list[SteeredVectorSummary] = Field(default_factory=list,
+                                                       description="One per raw vector, in request order.")
 
 
 

@@ -25,6 +25,7 @@ class SteeringPlan:
     mode: SteerMode
     positions: SteerPositions
     prompt_length: int
+    added: torch.Tensor | None = None  # [d_in]: raw vectors (x strength, summed), added at steered positions
 
     @property
     def first_steered_position(self) -> int:
@@ -63,9 +64,11 @@ class SaeHook:
     feature_ids: list[int]
     plan: SteeringPlan | None
     special_ids: torch.Tensor
+    directions: torch.Tensor | None = None  # [m, d_in] unit vectors whose projections are recorded, before the edit
     _mask: torch.Tensor | None = None
     _chunks: list[torch.Tensor] = field(default_factory=list)
     _edited_chunks: list[torch.Tensor] = field(default_factory=list)
+    _projection_chunks: list[torch.Tensor] = field(default_factory=list)
     _decoder_rows: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
@@ -81,6 +84,10 @@ class SaeHook:
         """[batch, positions, n_features] activations, in position order."""
         return torch.cat(self._chunks, dim=1)
 
+    def recorded_projections(self) -> torch.Tensor:
+        """[batch, positions, m] projections of the unedited activation on `directions`."""
+        return torch.cat(self._projection_chunks, dim=1)
+
     def recorded_after_edit(self) -> torch.Tensor:
         """[batch, positions, n_features] activations of the edited residual, in position order."""
         return torch.cat(self._edited_chunks, dim=1)
@@ -89,6 +96,8 @@ class SaeHook:
         flat = activation.reshape(*activation.shape[:2], -1)  # hook_z SAEs read heads concatenated
         feature_acts = self.sae.encode(flat)[..., self._feature_index]
         self._chunks.append(feature_acts.detach())
+        if self.directions is not None:
+            self._projection_chunks.append((flat @ self.directions.to(flat.dtype).T).detach())
         if self.plan is None:
             self._edited_chunks.append(self._chunks[-1])
             return activation
@@ -96,5 +105,39 @@ class SaeHook:
             raise RuntimeError("SaeHook.prepare() must be called with each forward chunk before steering.")
         coefficients = steering_coefficients(feature_acts, self.plan) * self._mask.unsqueeze(-1)
         edited = flat + (coefficients.to(self._decoder_rows.dtype) @ self._decoder_rows).to(flat.dtype)
+        if self.plan.added is not None:
+            edited = edited + self._mask.unsqueeze(-1).to(flat.dtype) * self.plan.added.to(flat.dtype)
         self._edited_chunks.append(self.sae.encode(edited)[..., self._feature_index].detach())
+        return edited.reshape(activation.shape)
+
+
+@dataclass
+class RowSteeringHook:
+    """Forward hook for batched steering with one edit per batch row: row b adds `vectors[b]` at every
+    non-special position (a zero row leaves it alone), and the hook records the SAE encoding of
+    `tracked[b]` (feature ids, [batch, m]) before the edit. One forward pass thus steers many
+    features (or concept vectors) at once, one per row. Call `prepare(chunk_tokens)` before each call."""
+
+    sae: torch.nn.Module
+    vectors: torch.Tensor  # [batch, d_in]
+    tracked: torch.Tensor  # [batch, m] long
+    special_ids: torch.Tensor
+    _keep: torch.Tensor | None = None
+    _chunks: list[torch.Tensor] = field(default_factory=list)
+
+    def prepare(self, chunk_tokens: torch.Tensor) -> None:
+        self._keep = ~torch.isin(chunk_tokens, self.special_ids)
+
+    def recorded(self) -> torch.Tensor:
+        """[batch, positions, m] activations before the edit, in position order."""
+        return torch.cat(self._chunks, dim=1)
+
+    def __call__(self, activation: torch.Tensor, hook=None) -> torch.Tensor:
+        flat = activation.reshape(*activation.shape[:2], -1)
+        acts = self.sae.encode(flat)
+        index = self.tracked.unsqueeze(1).expand(-1, acts.shape[1], -1)
+        self._chunks.append(acts.gather(-1, index).detach())
+        if self._keep is None or self._keep.shape != flat.shape[:2]:
+            raise RuntimeError("RowSteeringHook.prepare() must be called with each forward chunk.")
+        edited = flat + self._keep.unsqueeze(-1).to(flat.dtype) * self.vectors.to(flat.dtype).unsqueeze(1)
         return edited.reshape(activation.shape)
