@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import resource
 import subprocess
 import sys
@@ -23,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import query_latency  # noqa: E402
 
 
 def bare_throughput(source: str, tokens: int, batch_size: int) -> float:
@@ -66,21 +68,6 @@ def run_child(source: str, tokens: int, dataset: str | None, out: str, batch_siz
            "--batch-size", str(batch_size)] + (["--dataset", dataset] if dataset else [])
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def query_latency(index: str, n: int = 1000) -> tuple[float, float]:
-    from backend.store import IndexStore
-
-    store = IndexStore.open(index)
-    ids = [random.Random(0).randrange(store.d_sae) for _ in range(n)]
-    store.feature_page(ids[0])  # warm
-    times = []
-    for fid in ids:
-        t = time.perf_counter()
-        store.feature_page(fid)
-        times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    return times[len(times) // 2], times[int(len(times) * 0.95)]
 
 
 def main() -> None:

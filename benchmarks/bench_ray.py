@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import run_child  # noqa: E402
 
 
 def child(kind: str, source: str, tokens: int, out: str, workers: int, shards: int) -> dict:
@@ -56,14 +58,6 @@ def child(kind: str, source: str, tokens: int, out: str, workers: int, shards: i
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def run_child(*args: str) -> dict:
-    res = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if res.returncode != 0:
-        raise SystemExit(res.stderr[-3000:])
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--source", default="demo")
@@ -80,9 +74,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_ray_"))
     common = ["--source", args.source, "--tokens", str(args.tokens), "--workers", str(args.workers),
               "--shards", str(args.shards)]
-    first = run_child(*common, "single", str(tmp / "single.duckdb"))
-    ray = run_child(*common, "ray", str(tmp / "ray.duckdb"))
-    again = run_child(*common, "single", str(tmp / "single2.duckdb"))  # before and after: drift shows
+    first = run_child(__file__, *common, "single", str(tmp / "single.duckdb"))
+    ray = run_child(__file__, *common, "ray", str(tmp / "ray.duckdb"))
+    again = run_child(__file__, *common, "single", str(tmp / "single2.duckdb"))  # before and after: drift shows
     single_s = (first["seconds"] + again["seconds"]) / 2
     single_stream = (first["stream_s"] + again["stream_s"]) / 2
     print(f"tokens                      {first['tokens']:,}  ({args.shards} shards, {args.workers} Ray workers, "

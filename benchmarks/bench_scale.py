@@ -20,7 +20,6 @@ import os
 import random
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import query_latency, run_child  # noqa: E402
+
 DEMO = ROOT / "backend" / "demo" / "artifacts"
 
 
@@ -91,14 +94,6 @@ def child_build(spec: str, tokens: int, batch_size: int, out: str) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def run_child(*args: str) -> dict:
-    res = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if res.returncode != 0:
-        raise SystemExit(res.stderr[-3000:])
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
 def neighbour_recall(sae_dir: Path, index: str, n: int = 1000, k: int = 10) -> float:
     import duckdb
     import torch
@@ -114,21 +109,6 @@ def neighbour_recall(sae_dir: Path, index: str, n: int = 1000, k: int = 10) -> f
                            [ids]).fetchall())
     con.close()
     return sum(len(set(got[i][:k]) & set(e)) for i, e in zip(ids, exact, strict=True)) / (k * len(ids))
-
-
-def query_latency(index: str, n: int = 1000) -> tuple[float, float]:
-    from backend.store import IndexStore
-
-    with IndexStore.open(index) as store:
-        ids = [random.Random(1).randrange(store.d_sae) for _ in range(n)]
-        store.feature_page(ids[0])
-        times = []
-        for fid in ids:
-            t = time.perf_counter()
-            store.feature_page(fid)
-            times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    return times[len(times) // 2], times[int(len(times) * 0.95)]
 
 
 def main() -> None:
@@ -151,8 +131,8 @@ def main() -> None:
         for d_sae, tokens in zip(map(int, args.sizes.split(",")), map(int, args.tokens.split(",")), strict=True):
             sae_dir = make_random_sae(tmp / f"sae_{d_sae}", d_sae)
             spec, out = spec_for(sae_dir), str(tmp / f"index_{d_sae}.duckdb")
-            bare = run_child("bare", spec, str(tokens))
-            build = run_child("build", spec, str(tokens), out)
+            bare = run_child(__file__, "bare", spec, str(tokens))
+            build = run_child(__file__, "build", spec, str(tokens), out)
             p50, p95 = query_latency(out)
             rows.append({
                 "features": d_sae, "tokens": build["tokens"],
