@@ -111,7 +111,10 @@ def test_feature_page_shows_every_panel(index, open_page):
     assert_clean(at)
     html = rendered(at)
     assert f'<span class="fid">#{fid}</span>' in html
-    assert [m.label for m in at.metric] == ["Density", "Max activation", "Mean activation", "Fires on", "Cluster"]
+    # the tiny index is built with steerability, so its three scores follow the statistics
+    assert page.row.output_score is not None
+    assert [m.label for m in at.metric] == ["Density", "Max activation", "Mean activation", "Fires on", "Cluster",
+                                            "Output score", "Input score", "Calibrated strength"]
     assert html.count('class="ex-row"') >= len(page.top_examples)
     assert f"{page.intervals[0].activations_in_interval:,} activations in this range" in html
     assert "through the final layer norm" in html
