@@ -3,7 +3,9 @@ accumulators, then weight-derived facts, then one DuckDB file written atomically
 
 from __future__ import annotations
 
+import resource
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -15,7 +17,9 @@ from backend.errors import UserError
 from backend.index import schema, tables
 from backend.index.checkpoint import BuildIdentity, BuildWorkDir, RowSink
 from backend.index.datasets import DEMO_HELDOUT, dataset_texts, prefetched, token_rows
-from backend.index.geometry import Neighbours, decoder_cosine_neighbours, flat_map, logit_effects, umap_map
+from backend.index.feature_map import FIT_UP_TO, flat_map, umap_map
+from backend.index.geometry import logit_effects
+from backend.index.neighbours import EXACT_UP_TO, Neighbours, decoder_neighbours
 from backend.index.sparse import encode_sparse, hook_activations
 from backend.index.state import IndexState, StateShape
 from backend.index.steerability import steerability_for_index
@@ -47,6 +51,8 @@ class IndexConfig:
     checkpoint_every: int = 4_000_000  # tokens between checkpoints (0 = never)
     resume: bool = False  # continue an interrupted build of the same output from its last checkpoint
     steerability: bool = True  # output/input scores, calibrated strengths (index/steerability.py)
+    exact_neighbours_up_to: int = EXACT_UP_TO  # decoder neighbours exact up to this d_sae, NN-descent above
+    umap_fit_up_to: int = FIT_UP_TO  # UMAP fitted on at most this many features, the rest placed
 
     def state_shape(self, d_sae: int) -> StateShape:
         names = {f.name for f in fields(StateShape)} - {"d_sae"}
@@ -136,25 +142,28 @@ def write_index(
     """Finalize: weight-derived tables, example windows read back from `rows` (the streamed token rows),
     one DuckDB file written atomically."""
     t0 = time.time()
+    stages = _Stages()
     w_dec = source.sae.W_dec.detach().float().cpu()
-    cosine = decoder_cosine_neighbours(w_dec, cfg.n_neighbours)
-    coact = Neighbours(*state.coact.top_neighbours(cfg.n_neighbours))
-    logits = logit_effects(source.model, w_dec, cfg.n_logits)
-    fmap = umap_map(w_dec, cfg.seed) if cfg.umap else flat_map(len(w_dec))
+    cosine = stages.run("neighbours", lambda: decoder_neighbours(w_dec, max(cfg.n_neighbours, 14),
+                                                                 cfg.exact_neighbours_up_to, cfg.seed))
+    coact = Neighbours(*state.coact.top_neighbours(cfg.n_neighbours), method="jaccard")
+    logits = stages.run("logits", lambda: logit_effects(source.model, w_dec, cfg.n_logits))
+    fmap = stages.run("map", lambda: umap_map(w_dec, cfg.seed, graph=cosine, fit_up_to=cfg.umap_fit_up_to)
+                      if cfg.umap else flat_map(len(w_dec)))
+    cosine = cosine.first(cfg.n_neighbours)  # the map used 14, the index keeps what was asked for
     vocab = token_bytes_table(source.tokenizer)
     dead = (state.stats.count == 0).numpy()
     labels, top_tokens = tables.auto_labels(state.top.examples, rows, vocab, dead)
     slots = tables.example_slots(state.top.examples, state.intervals.examples)
     special = torch.tensor(source.special_token_ids(), dtype=torch.long)
-    t_windows = time.time()
-    windows = read_windows(source, rows, special, slots.feature_id, slots.token, cfg.batch_size,
-                           cfg.window_before, cfg.window_after, cfg.progress)
-    windows_seconds = time.time() - t_windows
+    windows = stages.run("windows", lambda: read_windows(source, rows, special, slots.feature_id, slots.token,
+                                                         cfg.batch_size, cfg.window_before, cfg.window_after,
+                                                         cfg.progress))
     top = state.top.examples
     flat_rows = torch.from_numpy(np.asarray(rows).reshape(-1))
     peaks = torch.where(top.value.isfinite(), flat_rows[top.token.clamp_min(0)].long(), -1)  # token ids peaked on
-    steer = steerability_for_index(source, state.stats.max, peaks, dataset_texts(cfg.dataset)) \
-        if cfg.steerability else None
+    steer = stages.run("steerability", lambda: steerability_for_index(
+        source, state.stats.max, peaks, dataset_texts(cfg.dataset))) if cfg.steerability else None
     meta = {
         "source": str(source.spec),
         **source.describe(),
@@ -168,7 +177,9 @@ def write_index(
         "coactivation_tokens": state.coact.tokens,
         "logits_through_final_ln": logits.through_final_ln,
         "build_seconds_stream": stream_seconds,
-        "build_seconds_windows": windows_seconds,
+        "build_seconds_windows": stages.seconds.get("windows", 0.0),
+        "neighbour_method": cosine.method,
+        "umap_fitted_on": fmap.fitted,
         "build_seconds_finalize": time.time() - t0,
         "versions": _versions(),
         "config": asdict(cfg),
@@ -190,12 +201,40 @@ def write_index(
             "feature_id, kind DESC, interval_idx, rank",
         )
         schema.write_table(con, "vocab", tables.vocab_table(vocab), "token_id")
-        meta["build_seconds_total"] = setup_seconds + stream_seconds + time.time() - t0
         if steer is not None:
             schema.write_table(con, "steerability", steer.to_arrow(), "feature_id")
-        meta["build_seconds_total"] = stream_seconds + time.time() - t0
+        stages.mark("write")
+        meta.update(stages.as_meta())
+        meta["build_seconds_finalize"] = time.time() - t0
+        meta["build_seconds_total"] = setup_seconds + stream_seconds + time.time() - t0
         schema.write_meta(con, meta)
     return out
+
+
+class _Stages:
+    """Seconds and the process's peak RSS after each finalize stage, kept in the index's meta: where a
+    large build spends its time and memory is then on record, not guessed."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
+        self._since = time.time()
+
+    def run(self, name: str, work: Callable):
+        start = time.time()
+        result = work()
+        self.seconds[name] = time.time() - start
+        self.peak_rss_mb[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self._since = time.time()
+        return result
+
+    def mark(self, name: str) -> None:
+        """A stage that ran inline since the last one (e.g. writing the tables)."""
+        self.seconds[name] = time.time() - self._since
+        self.peak_rss_mb[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def as_meta(self) -> dict:
+        return {**{f"build_seconds_{k}": v for k, v in self.seconds.items()}, "build_peak_rss_mb": self.peak_rss_mb}
 
 
 def _versions() -> dict[str, str]:

@@ -1,35 +1,11 @@
-"""Per-feature facts that come from the weights alone: decoder-cosine neighbours, output
-(logit) effects, and the 2-D map. All are blocked so d_sae = 131k never needs a d_sae² matrix."""
+"""Output (logit) effects of each decoder direction, blocked so d_sae = 1M never needs a
+d_sae x vocab matrix. (Neighbours: neighbours.py; the map: feature_map.py.)"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-
-
-@dataclass
-class Neighbours:
-    ids: torch.Tensor  # [d_sae, k] (-1 = none)
-    scores: torch.Tensor  # [d_sae, k]
-
-
-def decoder_cosine_neighbours(w_dec: torch.Tensor, k: int, block: int = 2048) -> Neighbours:
-    """Top-k other features by cosine similarity of decoder rows, one block of rows at a time."""
-    w = torch.nn.functional.normalize(w_dec.float(), dim=1)
-    n = len(w)
-    k_eff = min(k, n - 1)
-    ids = torch.full((n, k), -1, dtype=torch.long)
-    scores = torch.zeros((n, k))
-    for start in range(0, n, block):
-        sims = w[start : start + block] @ w.T  # [block, n]
-        rows = torch.arange(sims.shape[0])
-        sims[rows, rows + start] = float("-inf")  # never your own neighbour
-        top = sims.topk(k_eff, dim=1)
-        ids[start : start + block, :k_eff] = top.indices
-        scores[start : start + block, :k_eff] = top.values
-    return Neighbours(ids, scores)
 
 
 @dataclass
@@ -86,40 +62,3 @@ def logit_effects(model, w_dec: torch.Tensor, n: int = 10, bins: int = 50, block
         counts = torch.zeros(len(d), bins, dtype=torch.long, device=b.device).scatter_add_(1, b, torch.ones_like(b))
         out.hist_counts[sl] = counts.cpu()
     return out
-
-
-@dataclass
-class FeatureMap:
-    x: np.ndarray
-    y: np.ndarray
-    cluster: np.ndarray
-
-
-def flat_map(n: int) -> FeatureMap:
-    """A placeholder-free 'no map' answer: every feature at the origin in cluster 0."""
-    return FeatureMap(np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros(n, np.int64))
-
-
-def umap_map(w_dec: torch.Tensor, seed: int = 0, n_clusters: int | None = None) -> FeatureMap:
-    """2-D UMAP of decoder directions (cosine metric) and k-means clusters on the map."""
-    from sklearn.cluster import KMeans
-    from umap import UMAP
-
-    w = torch.nn.functional.normalize(w_dec.float(), dim=1).numpy()
-    n = len(w)
-    if n < 8:  # UMAP needs a few points; a circle is the honest map of almost nothing
-        angle = np.linspace(0, 2 * np.pi, n, endpoint=False)
-        return FeatureMap(np.cos(angle), np.sin(angle), np.zeros(n, dtype=np.int64))
-    reducer = UMAP(
-        n_components=2,
-        metric="cosine",
-        n_neighbors=min(15, n - 1),
-        min_dist=0.05,
-        random_state=seed,
-        low_memory=True,
-        n_jobs=1,
-    )
-    xy = reducer.fit_transform(w)
-    k = n_clusters or int(np.clip(round(np.sqrt(n / 4)), 2, 64))
-    clusters = KMeans(n_clusters=min(k, n), n_init=3, random_state=seed).fit_predict(xy)
-    return FeatureMap(xy[:, 0].astype(np.float32), xy[:, 1].astype(np.float32), clusters.astype(np.int64))

@@ -9,7 +9,9 @@ import pyarrow as pa
 import torch
 
 from backend.index.accumulators import ExampleSet, FeatureStats, bin_of
-from backend.index.geometry import FeatureMap, LogitEffects, Neighbours
+from backend.index.feature_map import FeatureMap
+from backend.index.geometry import LogitEffects
+from backend.index.neighbours import Neighbours
 from backend.index.sparse import rank_within_groups
 from backend.index.windows import ExampleWindows
 from backend.tokens import single_token_text, visible_whitespace

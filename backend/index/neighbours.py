@@ -1,0 +1,116 @@
+"""Decoder-cosine neighbours of every feature: exact by blocked matmul while that is fast, approximate
+(NN-descent, the `pynndescent` that UMAP is built on) above it. Memory stays O(d_sae · k)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+EXACT_UP_TO = 262_144  # exact all-pairs below this: 65k features take ~15 s on 2 cores, 262k ~4 min
+# extra bf16 candidates per row, re-scored in float32, so bf16 ties do not decide the order; only a feature with
+# more than k + CANDIDATES near-copies (cosines within bf16's 2^-8 of each other) keeps an arbitrary k of them
+CANDIDATES = 16
+BLOCK_ELEMENTS = 2**27  # one block's bf16 similarity matrix: 256 MB
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Each feature's k nearest other features, best first; -1 marks an empty slot."""
+
+    ids: torch.Tensor  # [d_sae, k] int64
+    scores: torch.Tensor  # [d_sae, k] float32 (cosine, or Jaccard for co-activation)
+    method: str = "exact"
+
+    def first(self, k: int) -> Neighbours:
+        return Neighbours(self.ids[:, :k], self.scores[:, :k], self.method)
+
+    def umap_knn(self, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
+        """UMAP's precomputed_knn form: each point its own first neighbour at distance 0, cosine distance after."""
+        n = len(self.ids)
+        ids = np.concatenate([np.arange(n)[:, None], self.ids[:, : n_neighbors - 1].numpy()], axis=1)
+        dists = np.concatenate([np.zeros((n, 1), np.float32),
+                                (1.0 - self.scores[:, : n_neighbors - 1].numpy()).clip(0.0, 2.0)], axis=1)
+        return ids.astype(np.int64), dists.astype(np.float32)
+
+
+def unit_rows(w_dec: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(w_dec.detach().float(), dim=1)
+
+
+def decoder_neighbours(w_dec: torch.Tensor, k: int, exact_up_to: int = EXACT_UP_TO, seed: int = 0) -> Neighbours:
+    """Top-k other features by decoder cosine; exact up to `exact_up_to` features, NN-descent above."""
+    if len(w_dec) <= exact_up_to:
+        return exact_neighbours(w_dec, k)
+    return approximate_neighbours(w_dec, k, seed)
+
+
+@torch.no_grad()
+def exact_neighbours(w_dec: torch.Tensor, k: int, block: int | None = None) -> Neighbours:
+    """All pairs, one block of rows at a time: a bf16 matmul (several times float32's speed on CPUs with
+    AMX/AVX-512-BF16, and on GPUs) picks k + CANDIDATES candidates, re-scored exactly in float32."""
+    w = unit_rows(w_dec)
+    n = len(w)
+    k_eff = min(k, n - 1)
+    ids = torch.full((n, k), -1, dtype=torch.long)
+    scores = torch.zeros((n, k))
+    if k_eff <= 0:
+        return Neighbours(ids, scores)
+    low = w.to(torch.bfloat16)
+    n_cand = min(k_eff + CANDIDATES, n)
+    block = block or max(256, BLOCK_ELEMENTS // n)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        sims = low[start:stop] @ low.T  # [block, n] bf16
+        rows = torch.arange(stop - start)
+        sims[rows, rows + start] = float("-inf")  # never your own neighbour
+        cand = sims.topk(n_cand, dim=1).indices
+        exact = torch.einsum("bd,bcd->bc", w[start:stop], w[cand])
+        exact[cand == (rows + start)[:, None]] = float("-inf")
+        top = exact.topk(k_eff, dim=1)
+        ids[start:stop, :k_eff] = cand.gather(1, top.indices)
+        scores[start:stop, :k_eff] = top.values
+    return Neighbours(ids, scores, "exact")
+
+
+def approximate_neighbours(w_dec: torch.Tensor, k: int, seed: int = 0, n_neighbors: int = 30) -> Neighbours:
+    """NN-descent on unit rows with the dot metric (= cosine). `n_neighbors` > k widens the search,
+    which buys recall for the cost of time; the graph is then cut to k."""
+    from pynndescent import NNDescent
+
+    w = unit_rows(w_dec).numpy()
+    n = len(w)
+    search = NNDescent(w, metric="dot", n_neighbors=min(max(n_neighbors, k + 1), n - 1), random_state=seed,
+                       low_memory=True, n_jobs=None, compressed=True, verbose=False)
+    graph_ids, graph_dists = search.neighbor_graph
+    del search
+    ids, scores = _drop_self(graph_ids, 1.0 - graph_dists, k)
+    return Neighbours(torch.from_numpy(ids), torch.from_numpy(scores.astype(np.float32)), "nndescent")
+
+
+def _drop_self(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's own id (and NN-descent's -1 padding), keep the first k, best first."""
+    n = len(ids)
+    own = (ids == np.arange(n)[:, None]) | (ids < 0)
+    scores = np.where(own, -np.inf, scores)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    out_ids = np.take_along_axis(ids, order, axis=1).astype(np.int64)
+    out_scores = np.take_along_axis(scores, order, axis=1)
+    empty = ~np.isfinite(out_scores)
+    out_ids[empty], out_scores[empty] = -1, 0.0
+    if out_ids.shape[1] < k:  # fewer candidates than k: pad
+        pad = k - out_ids.shape[1]
+        out_ids = np.pad(out_ids, ((0, 0), (0, pad)), constant_values=-1)
+        out_scores = np.pad(out_scores, ((0, 0), (0, pad)))
+    return out_ids, out_scores
+
+
+def recall_at_k(found: torch.Tensor, exact: torch.Tensor) -> float:
+    """Fraction of the exact top-k ids (rows of `exact`, -1 ignored) that `found` also has."""
+    hits = total = 0
+    for got, want in zip(found.tolist(), exact.tolist(), strict=True):
+        want = {i for i in want if i >= 0}
+        hits += len(want & set(got))
+        total += len(want)
+    return hits / max(total, 1)
