@@ -320,14 +320,15 @@ class IndexStore:
     def map_points(self) -> MapPoints:
         cols = (
             self._cursor()
-            .execute("""SELECT list(feature_id ORDER BY feature_id), list(umap_x ORDER BY feature_id),
-                    list(umap_y ORDER BY feature_id), list(cluster ORDER BY feature_id),
-                    list(density ORDER BY feature_id), list(label ORDER BY feature_id), list(dead ORDER BY feature_id)
-                    FROM features""")
-            .fetchone()
+            .execute("""SELECT feature_id, umap_x, umap_y, cluster, density, label, dead
+                    FROM features ORDER BY feature_id""")
+            .fetchnumpy()
         )
         return MapPoints(
-            feature_id=cols[0], x=cols[1], y=cols[2], cluster=cols[3], density=cols[4], label=cols[5], dead=cols[6]
+            feature_id=np.asarray(cols["feature_id"], np.int64), x=np.asarray(cols["umap_x"], np.float32),
+            y=np.asarray(cols["umap_y"], np.float32), cluster=np.asarray(cols["cluster"], np.int64),
+            density=np.asarray(cols["density"], np.float64), label=np.asarray(cols["label"], object),
+            dead=np.asarray(cols["dead"], bool),
         )
 
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import query_latency, run_child  # noqa: E402
 
 DEMO = ROOT / "backend" / "demo" / "artifacts"
+STAGES = ("neighbours", "logits", "map", "windows", "write")
 
 
 def make_random_sae(folder: Path, d_sae: int, k: int = 32, seed: int = 0) -> Path:
@@ -82,7 +83,9 @@ def child_build(spec: str, tokens: int, batch_size: int, out: str) -> dict:
 
     load_source(spec)  # loading the weights is not the build's throughput
     start = time.perf_counter()
-    build_index(SourceSpec.parse(spec), IndexConfig(tokens=tokens, batch_size=batch_size, progress=False), out)
+    # steerability (one forward pass per batch of live features) is a demo-sized stage, off as for `local:` sources
+    build_index(SourceSpec.parse(spec), IndexConfig(tokens=tokens, batch_size=batch_size, progress=False,
+                                                    steerability=False), out)
     import duckdb
 
     con = duckdb.connect(out, read_only=True)
@@ -90,6 +93,8 @@ def child_build(spec: str, tokens: int, batch_size: int, out: str) -> dict:
     con.close()
     return {"total_s": time.perf_counter() - start, "stream_s": meta["build_seconds_stream"],
             "finalize_s": meta["build_seconds_finalize"], "windows_s": meta["build_seconds_windows"],
+            "stage_s": {k: meta.get(f"build_seconds_{k}", 0.0) for k in STAGES},
+            "stage_peak_rss_mb": meta["build_peak_rss_mb"], "neighbour_method": meta["neighbour_method"],
             "tokens": meta["tokens_processed"],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -116,6 +121,7 @@ def main() -> None:
     p.add_argument("--sizes", default="4096,65536,1048576")
     p.add_argument("--tokens", default="65536,65536,4096", help="tokens per size, in the same order")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--keep", help="keep each size's index (and SAE) in this folder, for benchmarks/bench_ui.py")
     p.add_argument("--child", action="store_true")
     p.add_argument("rest", nargs="*")
     args = p.parse_args()
@@ -125,7 +131,8 @@ def main() -> None:
                   else child_build(spec, int(tokens), args.batch_size, extra[0]))
         print(json.dumps(result))
         return
-    tmp = Path(tempfile.mkdtemp(prefix="bench_scale_"))
+    tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_scale_"))
+    tmp.mkdir(parents=True, exist_ok=True)
     rows = []
     try:
         for d_sae, tokens in zip(map(int, args.sizes.split(",")), map(int, args.tokens.split(",")), strict=True):
@@ -138,21 +145,25 @@ def main() -> None:
                 "features": d_sae, "tokens": build["tokens"],
                 "stream_ratio": (build["tokens"] / build["stream_s"]) / (bare["tokens"] / bare["seconds"]),
                 "bare_tok_s": bare["tokens"] / bare["seconds"], "stream_tok_s": build["tokens"] / build["stream_s"],
-                "finalize_s": build["finalize_s"], "windows_s": build["windows_s"],
+                "finalize_s": build["finalize_s"], "windows_s": build["windows_s"], "stage_s": build["stage_s"],
+                "stage_peak_rss_mb": build["stage_peak_rss_mb"], "neighbours": build["neighbour_method"],
                 "peak_rss_gb": build["peak_rss_mb"] / 1024, "recall10": neighbour_recall(sae_dir, out),
                 "query_p50_ms": p50, "query_p95_ms": p95, "index_mb": os.path.getsize(out) / 2**20,
             })
             print(json.dumps(rows[-1]), flush=True)
-            shutil.rmtree(sae_dir)
-            os.remove(out)
+            if not args.keep:
+                shutil.rmtree(sae_dir)
+                os.remove(out)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("\n| features | tokens | stream / bare | finalize s (windows s) | peak RSS GB | recall@10 | "
-          "page p50 / p95 ms | index MB |")
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print("\n| features | tokens | stream / bare | finalize s (neighbours / logits / map / windows / write) | "
+          "peak RSS GB | recall@10 | page p50 / p95 ms | index MB |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
+        stages = " / ".join(f"{r['stage_s'][k]:.0f}" for k in STAGES)
         print(f"| {r['features']:,} | {r['tokens']:,} | {r['stream_ratio']:.2f} | {r['finalize_s']:.0f} "
-              f"({r['windows_s']:.0f}) | {r['peak_rss_gb']:.2f} | {r['recall10']:.3f} | "
+              f"({stages}) | {r['peak_rss_gb']:.2f} | {r['recall10']:.3f} ({r['neighbours']}) | "
               f"{r['query_p50_ms']:.1f} / {r['query_p95_ms']:.1f} | {r['index_mb']:.0f} |")
 
 

@@ -105,8 +105,12 @@ def test_sort_field_is_validated():
 
 def test_map_points_cover_every_feature(store):
     pts = store.map_points()
-    assert pts.feature_id == list(range(store.d_sae))
-    assert len(pts.x) == len(pts.y) == len(pts.cluster) == len(pts.label) == store.d_sae
+    assert pts.feature_id.tolist() == list(range(store.d_sae)) and len(pts) == store.d_sae
+    assert len(pts.x) == len(pts.y) == len(pts.cluster) == len(pts.label) == len(pts.dead) == store.d_sae
+    for f in (0, 7, store.d_sae - 1):  # the columns line up with the feature rows
+        row = store.feature_rows([f])[f]
+        assert (pts.label[f], bool(pts.dead[f]), int(pts.cluster[f])) == (row.label, row.dead, row.cluster)
+        assert pts.density[f] == pytest.approx(row.density)
 
 
 def test_stats_protocol_for_inference(store):
