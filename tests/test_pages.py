@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import duckdb
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -152,6 +153,26 @@ def test_map_page_renders_a_webgl_scatter_of_every_live_feature(index, open_page
     chart = at.get("plotly_chart")[0]
     assert '"type":"scattergl"' in chart.proto.spec.replace(" ", "")
     assert at.text_input(key="map.q").value == "a" and "features match" in rendered(at)
+
+
+def test_map_page_zoomed_to_a_box_from_the_link_draws_only_that_box(index, open_page):
+    store = IndexStore.open(index)
+    pts = store.map_points()
+    x0, x1 = float(np.quantile(pts.x, 0.25)), float(np.quantile(pts.x, 0.75))
+    y0, y1 = float(np.quantile(pts.y, 0.25)), float(np.quantile(pts.y, 0.75))
+    at = open_page("map", view=f"{x0},{x1},{y0},{y1}", color="cluster")
+    assert_clean(at)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    (trace,) = spec["data"]
+    inside = ((pts.x >= x0) & (pts.x <= x1) & (pts.y >= y0) & (pts.y <= y1) & ~pts.dead).sum()
+    drawn = int(trace["customdata"]["shape"].split(",")[0])  # plotly sends numpy arrays base64-encoded
+    assert drawn == inside and 0 < inside < store.d_sae / 2
+    assert spec["layout"]["xaxis"]["range"] == pytest.approx([x0, x1], rel=1e-6)
+    assert any(b.label == "Whole map" for b in at.button)
+    assert "view" in share_link(at)  # the zoom travels with a shared link
+    bad = open_page("map", view="1,0,0,1")
+    assert "The link's 'view' must be" in rendered(bad)
+    assert len(bad.get("plotly_chart")) == 1  # a bad zoom falls back to the whole map
 
 
 def test_trace_page_restores_prompt_token_and_filters(index, open_page):

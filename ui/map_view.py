@@ -49,7 +49,7 @@ def build_map(ctx: IndexContext, colour: str, show_dead: bool, matches: set[int]
     """The map for these settings; cached, so a click or a rerun reuses the figure instead of rebuilding it.
     `labels` (team labels) are part of the key: a label edited anywhere shows on the next run."""
     return _build_map(ctx, ctx.key, colour, show_dead, tuple(sorted(matches)), tuple(sorted(labels.items())),
-                      str(viewport) if viewport else "")
+                      viewport)
 
 
 def features_in_box(ctx: IndexContext, box: Viewport, show_dead: bool) -> list[int]:
@@ -61,11 +61,11 @@ def features_in_box(ctx: IndexContext, box: Viewport, show_dead: bool) -> list[i
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _build_map(_ctx: IndexContext, index_key: str, colour: str, show_dead: bool, matches: tuple[int, ...],
-               label_items: tuple[tuple[int, str], ...], viewport: str) -> MapView:
+               label_items: tuple[tuple[int, str], ...], viewport: Viewport | None) -> MapView:
     points = _points(_ctx, index_key)
     hit = np.zeros(len(points), bool)
     hit[[m for m in matches if 0 <= m < len(points)]] = True
-    plan = plan_map(points.x, points.y, show_dead | ~points.dead, Viewport.parse(viewport) if viewport else None,
+    plan = plan_map(points.x, points.y, show_dead | ~points.dead, viewport,
                     first=hit)
     figure = go.Figure()
     if plan.grid is not None:
