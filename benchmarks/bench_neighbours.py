@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.index.neighbours import approximate_neighbours, exact_neighbours, recall_at_k, unit_rows  # noqa: E402
+from backend.index.neighbours import approximate_neighbours, exact_neighbours, recall_at_k  # noqa: E402
 
 
 def decoders(n: int, d: int, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -22,6 +22,7 @@ from backend.index.steerability import (
 )
 from backend.inference.batch_generation import RowSampling
 from backend.inference.schemas import SteerFeature, SteerRequest
+from backend.readout import Readout
 from backend.testing import TINY_TEXT
 
 GREEDY = SteerabilityConfig(ladder=(1.0, 4.0, 16.0), sampling=RowSampling(new_tokens=5, temperature=0.0),
@@ -37,7 +38,8 @@ def prompts(source) -> list[list[int]]:
 
 def test_output_score_with_a_shared_prefix_equals_a_full_forward_per_feature(source, prompts):
     ids = torch.tensor([0, 5, 17, 30, 41])
-    lens = logit_effects(source.model, source.sae.W_dec[ids].detach(), GREEDY.logit_lens_k).top_ids
+    lens = logit_effects(Readout(source.model, source.hook_name), source.sae.W_dec[ids].detach(),
+                         GREEDY.logit_lens_k).top_ids
     fast = output_scores(source, ids, lens, prompts, GREEDY)
     for row, feature in enumerate(ids.tolist()):
         expected = 0.0

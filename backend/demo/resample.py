@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from backend.readout import HookSite
+
 
 @dataclass(frozen=True)
 class ResampleReport:
@@ -34,7 +36,7 @@ class ResampleReport:
 def collect_activations(model, rows: torch.Tensor, hook_name: str, n_tokens: int, special_ids: list[int],
                         batch_rows: int = 32) -> torch.Tensor:
     """[n, d_in] activations at `hook_name` for the first rows holding `n_tokens` non-special tokens."""
-    layer = int(hook_name.split(".")[1])
+    layer = HookSite.parse(hook_name).layer
     special = torch.tensor(special_ids, dtype=torch.long)
     chunks, total = [], 0
     for start in range(0, len(rows), batch_rows):

@@ -24,6 +24,7 @@ from backend.index.sparse import encode_sparse, hook_activations
 from backend.index.state import IndexState, StateShape
 from backend.index.steerability import steerability_for_index
 from backend.index.windows import read_windows
+from backend.readout import Readout
 from backend.sources import LoadedSource, SourceSpec, load_source, sae_weights_digest
 from backend.tokens import token_bytes_table
 
@@ -147,7 +148,7 @@ def write_index(
     cosine = stages.run("neighbours", lambda: decoder_neighbours(w_dec, max(cfg.n_neighbours, 14),
                                                                  cfg.exact_neighbours_up_to, cfg.seed))
     coact = Neighbours(*state.coact.top_neighbours(cfg.n_neighbours), method="jaccard")
-    logits = stages.run("logits", lambda: logit_effects(source.model, w_dec, cfg.n_logits))
+    logits = stages.run("logits", lambda: logit_effects(Readout(source.model, source.hook_name), w_dec, cfg.n_logits))
     fmap = stages.run("map", lambda: umap_map(w_dec, cfg.seed, graph=cosine, fit_up_to=cfg.umap_fit_up_to)
                       if cfg.umap else flat_map(len(w_dec)))
     cosine = cosine.first(cfg.n_neighbours)  # the map used 14, the index keeps what was asked for

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
+from backend.errors import UserError
+from backend.readout import Readout
+
 
 @dataclass
 class LogitEffects:
@@ -20,18 +23,14 @@ class LogitEffects:
     through_final_ln: bool
 
 
-def logit_effects(model, w_dec: torch.Tensor, n: int = 10, bins: int = 50, block: int = 1024) -> LogitEffects:
-    """Direct effect of each decoder direction on the logits: W_dec[f] @ W_U.
-
-    With a final LayerNorm, its learned scale (w) is applied first (centring is a no-op for
-    direct-path reasoning on a single direction; the per-token norm division is a positive
-    scalar that cannot change the ranking), so the table matches what the model reads out."""
-    w_u = model.W_U.detach().float()
-    w_dec = w_dec.to(w_u.device)
-    ln = getattr(model, "ln_final", None)
-    ln_w = getattr(ln, "w", None)
-    centre = model.cfg.normalization_type in ("LN", "LNPre")
-    through_ln = ln_w is not None
+def logit_effects(readout: Readout, w_dec: torch.Tensor, n: int = 10, bins: int = 50,
+                  block: int = 1024) -> LogitEffects:
+    """Direct effect of each decoder direction on the logits, through backend/readout.py (the same path
+    the trace uses): the most promoted and suppressed tokens and a histogram over the vocabulary."""
+    if not readout.available:
+        raise UserError(f"SAEs at '{readout.site.name}' have no linear read-out to the logits, which the index "
+                        "needs for its output tokens; index an SAE at a residual, attention-output or MLP hook.")
+    through_ln = readout.norm_weight is not None
     d_sae = len(w_dec)
     out = LogitEffects(
         torch.zeros(d_sae, n, dtype=torch.long),
@@ -44,13 +43,8 @@ def logit_effects(model, w_dec: torch.Tensor, n: int = 10, bins: int = 50, block
         through_ln,
     )
     for start in range(0, d_sae, block):
-        d = w_dec[start : start + block].float()
-        if centre:
-            d = d - d.mean(dim=1, keepdim=True)
-        if through_ln:
-            d = d * ln_w.detach().float()
-        logits = d @ w_u  # [block, vocab]
-        sl = slice(start, start + len(d))
+        logits = readout.logits(w_dec[start : start + block])  # [block, vocab]
+        sl = slice(start, start + len(logits))
         top = logits.topk(n, dim=1)
         bottom = logits.topk(n, dim=1, largest=False)
         out.top_ids[sl], out.top_values[sl] = top.indices.cpu(), top.values.cpu()
@@ -59,6 +53,7 @@ def logit_effects(model, w_dec: torch.Tensor, n: int = 10, bins: int = 50, block
         out.hist_lo[sl], out.hist_hi[sl] = lo.cpu(), hi.cpu()
         width = (hi - lo).clamp_min(1e-12).unsqueeze(1)
         b = ((logits - lo.unsqueeze(1)) / width * bins).long().clamp(0, bins - 1)
-        counts = torch.zeros(len(d), bins, dtype=torch.long, device=b.device).scatter_add_(1, b, torch.ones_like(b))
+        counts = torch.zeros(len(logits), bins, dtype=torch.long, device=b.device)
+        counts.scatter_add_(1, b, torch.ones_like(b))
         out.hist_counts[sl] = counts.cpu()
     return out

@@ -25,6 +25,7 @@ from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValue
 from backend.index.geometry import logit_effects
 from backend.inference.batch_generation import RowSampling, generate_rows
 from backend.inference.steering import RowSteeringHook
+from backend.readout import Readout
 from backend.sources import LoadedSource
 
 
@@ -93,7 +94,8 @@ def compute_steerability(source: LoadedSource, feature_ids: torch.Tensor, max_ac
         raise ValueError("Steerability needs at least one neutral prompt.")
     ids = feature_ids.long().cpu()
     w_dec = source.sae.W_dec.detach()
-    lens_ids = logit_effects(source.model, w_dec[ids.to(w_dec.device)].float(), cfg.logit_lens_k).top_ids  # [n, k]
+    lens_ids = logit_effects(Readout(source.model, source.hook_name), w_dec[ids.to(w_dec.device)].float(),
+                             cfg.logit_lens_k).top_ids  # [n, k]
     output = output_scores(source, ids, lens_ids, prompts, cfg)
     inputs = input_scores(lens_ids, peak_tokens, cfg.min_examples) if peak_tokens is not None \
         else np.full(len(ids), np.nan, np.float32)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from backend.inference.schemas import DirectEffect, FeatureValue, PromptFeature, TokenFeatures
+from backend.readout import Readout
 
 FINAL_NORM_SCALE_HOOK = "ln_final.hook_scale"
 
@@ -80,41 +81,18 @@ class PromptFeatureTable:
                                          self.active_counts[chosen].tolist(), strict=True)]
 
 
-def through_final_norm(model, vectors: torch.Tensor) -> torch.Tensor:
-    """Map residual directions through the final norm with its scale frozen (the scale is divided
-    out by the caller): centre for LayerNorm, multiply by its weight when it has one."""
-    if model.cfg.normalization_type in ("LN", "LNPre"):
-        vectors = vectors - vectors.mean(dim=-1, keepdim=True)
-    weight = getattr(model.ln_final, "w", None)
-    return vectors * weight if weight is not None else vectors
-
-
-def decoder_rows_in_residual(model, hook_name: str, rows: torch.Tensor) -> torch.Tensor | None:
-    """SAE decoder rows as residual-stream directions; None when the hook's space has no linear map
-    into the residual that we know of."""
-    d_model = model.cfg.d_model
-    if rows.shape[-1] == d_model and "hook_z" not in hook_name and "mlp.hook_post" not in hook_name:
-        return rows
-    layer = int(hook_name.split(".")[1])
-    if hook_name.endswith("attn.hook_z"):
-        return rows @ model.blocks[layer].attn.W_O.reshape(-1, d_model).float()
-    if hook_name.endswith("mlp.hook_post"):
-        return rows @ model.blocks[layer].mlp.W_out.float()
-    return None
-
-
 def direct_effects(model, sae, hook_name: str, forward: TraceForward, position: int, token_id: int,
                    top_n: int) -> list[DirectEffect]:
-    """For each active feature f at `position`: a_f · (norm(W_dec[f]) @ W_U[:, token]) / scale."""
+    """For each active feature f at `position`: a_f · (W_dec[f] read out, backend/readout.py) @ W_U[:, token] / the
+    final norm's scale there."""
     acts = forward.feature_acts[position]
     active = torch.nonzero(acts > 0).flatten()
     if active.numel() == 0:
         return []
-    decoder_rows = decoder_rows_in_residual(model, hook_name, sae.W_dec[active].float())
-    if decoder_rows is None:
+    readout = Readout(model, hook_name)
+    if not readout.available:
         return []
-    readout = through_final_norm(model, decoder_rows) @ model.W_U[:, token_id].float()
-    effects = acts[active] * readout / forward.final_norm_scale[position]
+    effects = acts[active] * readout.logit_of(sae.W_dec[active], token_id) / forward.final_norm_scale[position]
     order = torch.argsort(effects.abs(), descending=True, stable=True)[:top_n]
     return [DirectEffect(feature_id=f, activation=a, effect=e)
             for f, a, e in zip(active[order].tolist(), acts[active][order].tolist(), effects[order].tolist(),
