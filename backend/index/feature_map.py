@@ -8,12 +8,13 @@ differs only inside clusters."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from backend.index.neighbours import BLOCK_ELEMENTS, Neighbours, unit_rows
+from backend.index.neighbours import BLOCK_ELEMENTS, Neighbours, exact_neighbours, unit_rows
 
 FIT_UP_TO = 32_768  # UMAP fitted on at most this many points
 PLACE_NEIGHBOURS = 3  # sample points a placed feature is averaged over
@@ -47,26 +48,31 @@ def umap_map(w_dec: torch.Tensor, seed: int = 0, n_clusters: int | None = None, 
     if n <= fit_up_to:
         usable = graph is not None and graph.method == "exact" and graph.ids.shape[1] >= UMAP_NEIGHBOURS - 1 \
             and bool((graph.ids[:, : UMAP_NEIGHBOURS - 1] >= 0).all())
-        xy = _fit(w.numpy(), seed, graph.umap_knn(UMAP_NEIGHBOURS) if usable else None)
+        xy = _fit(w, seed, graph if usable else None)
         fitted = n
     else:
         sample = np.sort(np.random.default_rng(seed).choice(n, fit_up_to, replace=False))
         xy = np.empty((n, 2), np.float32)
-        xy[sample] = _fit(w[sample].numpy(), seed, None)
+        xy[sample] = _fit(w[sample], seed, None)
         rest = np.setdiff1d(np.arange(n), sample)
         xy[rest] = place(w[rest], w[sample], xy[sample])
         fitted = fit_up_to
     return FeatureMap(xy[:, 0].copy(), xy[:, 1].copy(), clusters_on(xy, seed, n_clusters), fitted)
 
 
-def _fit(w: np.ndarray, seed: int, knn: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+def _fit(w: torch.Tensor, seed: int, graph: Neighbours | None) -> np.ndarray:
+    """UMAP on unit rows, always on an exact neighbour graph: the blocked matmul takes seconds at 32k points,
+    where UMAP's own NN-descent takes longer and compiles its numba code first (~20 s a process)."""
     from umap import UMAP
 
-    n = len(w)
-    reducer = UMAP(n_components=2, metric="cosine", n_neighbors=min(UMAP_NEIGHBOURS, n - 1), min_dist=0.05,
-                   random_state=seed, low_memory=True, n_jobs=1,
-                   precomputed_knn=(knn[0], knn[1], None) if knn is not None else (None, None, None))
-    return reducer.fit_transform(w).astype(np.float32)
+    n_neighbors = min(UMAP_NEIGHBOURS, len(w) - 1)
+    graph = graph or exact_neighbours(w, n_neighbors - 1)
+    ids, dists = graph.umap_knn(n_neighbors)
+    reducer = UMAP(n_components=2, metric="cosine", n_neighbors=n_neighbors, min_dist=0.05, random_state=seed,
+                   low_memory=True, n_jobs=1, precomputed_knn=(ids, dists, None))
+    with warnings.catch_warnings():  # "no search index: transform unavailable" (placement is ours)
+        warnings.simplefilter("ignore", UserWarning)
+        return reducer.fit_transform(w.numpy()).astype(np.float32)
 
 
 @torch.no_grad()

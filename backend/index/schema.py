@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 SCHEMA_VERSION = 1
+WRITE_MEMORY_LIMIT = "512MB"
 
 DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -29,7 +30,9 @@ def atomic_index_file(out: Path):
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    con = duckdb.connect(str(tmp))
+    # DuckDB would buffer up to 80% of RAM while sorting the tables in; past this it spills beside the file
+    con = duckdb.connect(str(tmp), config={"memory_limit": WRITE_MEMORY_LIMIT,
+                                           "temp_directory": str(tmp.with_name(f"{tmp.name}.spill"))})
     try:
         con.execute(DDL)
         yield con
