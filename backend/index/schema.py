@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,8 +32,8 @@ def atomic_index_file(out: Path):
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     # DuckDB would buffer up to 80% of RAM while sorting the tables in; past this it spills beside the file
-    con = duckdb.connect(str(tmp), config={"memory_limit": WRITE_MEMORY_LIMIT,
-                                           "temp_directory": str(tmp.with_name(f"{tmp.name}.spill"))})
+    spill = tmp.with_name(f"{tmp.name}.spill")
+    con = duckdb.connect(str(tmp), config={"memory_limit": WRITE_MEMORY_LIMIT, "temp_directory": str(spill)})
     try:
         con.execute(DDL)
         yield con
@@ -44,6 +45,8 @@ def atomic_index_file(out: Path):
         tmp.unlink(missing_ok=True)
         Path(f"{tmp}.wal").unlink(missing_ok=True)
         raise
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def write_table(con, name: str, arrow_table, order_by: str) -> None:
@@ -60,7 +63,6 @@ def write_meta(con, meta: dict) -> None:
 def replace_table(path: Path, name: str, arrow_table, order_by: str) -> None:
     """Write (or rewrite) one table of an existing index, atomically: a copy is edited, then renamed over it,
     so readers holding the old file keep a consistent view and a failure leaves the index as it was."""
-    import shutil
 
     import duckdb
 
