@@ -5,6 +5,10 @@ bad input."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import duckdb
 import pytest
 import torch
@@ -18,6 +22,7 @@ from backend.inference.schemas import SteerFeature, SteerRequest, TraceRequest
 from backend.sources import SourceSpec, load_source
 from backend.testing_formats import D_MODEL, SAE_KINDS, FormatDirs, build_format_dirs
 
+ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "def add(a, b):\n    return a + b\nclass Point:\n    pass\n"  # longer than the Gemma sliding window
 SHORT = "def add(a, b):\n    return a"  # fits the SAE context (32) with room to generate
 MAPPED = ("gpt2", "llama", "gemma", "gemma2", "gemma3")
@@ -167,3 +172,16 @@ def test_demo_is_a_local_source_of_its_folders():
     with torch.no_grad():
         torch.testing.assert_close(demo.model(tokens), as_local.model(tokens))
     assert demo.hook_name == as_local.hook_name and demo.model_name == "demo-stdlib-lm"
+
+
+def test_loading_never_touches_the_hub(fdirs, tmp_path):
+    """A fresh process with the offline switches off, an empty cache and the hub pointed at a closed loopback
+    port: any hub request would fail, so loading succeeds only if none is made."""
+    code = ("from backend.sources import load_source; import sys; s = load_source(sys.argv[1], device='cpu'); "
+            "print('loaded', s.model.cfg.original_architecture, s.d_sae)")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"),
+           "HF_ENDPOINT": "http://127.0.0.1:9", "WANDB_MODE": "disabled"}
+    out = subprocess.run([sys.executable, "-c", code, fdirs.spec("llama")], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "loaded LlamaForCausalLM 96"
