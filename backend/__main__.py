@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--source",
         default="demo",
-        help="'demo', 'pretrained:<model>:<release>:<sae_id>' or 'local:<model_dir>:<sae_dir>'",
+        help="'demo', 'pretrained:<model>:<release>:<sae_id>' or 'local:<model_dir>:<sae_dir>[:<tokenizer_dir>]' "
+        "(model_dir: a Hugging Face save_pretrained folder or the demo's format; sae_dir: any SAELens SAE folder)",
     )
     p.add_argument("--tokens", type=int, default=1_000_000)
     p.add_argument("--out", default="cache/demo.duckdb")

@@ -1,18 +1,19 @@
 """One way to load a source (model + SAE + tokenizer), used by the index, inference and CLI.
 
 A source is named by a `SourceSpec`:
-- `demo`: the committed artifacts in backend/demo/artifacts (offline, seconds);
+- `demo`: the committed artifacts in backend/demo/artifacts, loaded as the `local:` source of those folders
+  (offline, seconds);
 - `pretrained:<model>:<release>:<sae_id>`: a TransformerLens model and an SAELens release
   (the real-user path, needs the Hugging Face hub or its local cache);
-- `local:<model_dir>:<sae_dir>[:<tokenizer_dir>]`: folders in the demo's LM format and
-  SAELens disk format.
+- `local:<model_dir>:<sae_dir>[:<tokenizer_dir>]`: a model folder (a Hugging Face `save_pretrained` folder of
+  any architecture TransformerLens maps, or the TransformerLens-native format of the demo), any SAE folder
+  SAELens loads, and a tokenizer folder (default: the model folder). Nothing touches the hub.
 Loaded sources are cached per process, so every UI session shares one copy.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +22,10 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel
 
-from backend.demo.paths import ARTIFACTS_DIR
 from backend.device import pick_device, pick_dtype
 from backend.errors import NotFoundError, UserError
+from backend.formats import DEMO_ARTIFACTS_DIR, DEMO_MODEL_NAME
+from backend.formats.sae import SAE_WEIGHTS_FILE
 
 
 class SourceSpec(BaseModel, frozen=True):
@@ -60,9 +62,6 @@ class SourceSpec(BaseModel, frozen=True):
         return f"local:{self.model}:{self.sae_dir}{tail}"
 
 
-SAE_WEIGHTS_FILE = "sae_weights.safetensors"  # SAELens disk format
-
-
 def sae_weights_digest(spec: SourceSpec) -> str | None:
     """sha256 of the SAE's weights file for sources on disk (None for hub sources, named by release and id).
 
@@ -79,7 +78,24 @@ def sae_weights_digest(spec: SourceSpec) -> str | None:
 
 def _sae_dir(spec: SourceSpec) -> Path:
     """The SAE folder of a source on disk (demo or local)."""
-    return ARTIFACTS_DIR / "sae" if spec.kind == "demo" else Path(spec.sae_dir or "")
+    return local_dirs(spec).sae_dir
+
+
+@dataclass(frozen=True)
+class LocalDirs:
+    """The folders a source on disk reads; the demo is one such set."""
+
+    model_dir: Path
+    sae_dir: Path
+    tokenizer_dir: Path | None  # None: the model folder's own tokenizer
+
+
+def local_dirs(spec: SourceSpec) -> LocalDirs:
+    if spec.kind == "demo":
+        root = DEMO_ARTIFACTS_DIR
+        return LocalDirs(root / "lm", root / "sae", root / "tokenizer")
+    return LocalDirs(Path(spec.model or ""), Path(spec.sae_dir or ""),
+                     Path(spec.tokenizer_dir) if spec.tokenizer_dir else None)
 
 
 @dataclass
@@ -159,44 +175,53 @@ def load_source(spec: SourceSpec | str = "demo", device: str | None = None, dtyp
 
 
 def _load_demo(spec: SourceSpec, device: str) -> LoadedSource:
-    if not (_sae_dir(spec) / "cfg.json").exists():
-        raise NotFoundError(f"The demo artifacts are missing from {ARTIFACTS_DIR}; run 'python -m backend train-demo'.")
-    return _load_from_dirs(
-        spec,
-        ARTIFACTS_DIR / "lm",
-        _sae_dir(spec),
-        ARTIFACTS_DIR / "tokenizer",
-        device,
-        model_name="demo-stdlib-lm",
-    )
+    dirs = local_dirs(spec)
+    if not (dirs.sae_dir / "cfg.json").exists():
+        raise NotFoundError(f"The demo artifacts are missing from {DEMO_ARTIFACTS_DIR}; run "
+                            "'python -m backend train-demo'.")
+    return _load_from_dirs(spec, dirs, device, model_name=DEMO_MODEL_NAME)
 
 
 def _load_local(spec: SourceSpec, device: str) -> LoadedSource:
-    model_dir, sae_dir = Path(spec.model or ""), _sae_dir(spec)
-    tok_dir = Path(spec.tokenizer_dir) if spec.tokenizer_dir else model_dir
-    for what, path in (
-        ("model", model_dir / "config.json"),
-        ("SAE", sae_dir / "cfg.json"),
-        ("tokenizer", tok_dir / "tokenizer_config.json"),
-    ):
-        if not path.exists():
-            raise NotFoundError(f"The local {what} folder has no {path.name} at {path.parent}.")
-    return _load_from_dirs(spec, model_dir, sae_dir, tok_dir, device, model_name=model_dir.name)
+    dirs = local_dirs(spec)
+    return _load_from_dirs(spec, dirs, device, model_name=dirs.model_dir.name)
 
 
-def _load_from_dirs(
-    spec: SourceSpec, lm_dir: Path, sae_dir: Path, tok_dir: Path, device: str, model_name: str
-) -> LoadedSource:
-    from sae_lens import SAE
+def _load_from_dirs(spec: SourceSpec, dirs: LocalDirs, device: str, model_name: str) -> LoadedSource:
+    from backend.formats.hf_lm import is_hf_folder, load_hf_model
+    from backend.formats.hooked_lm import is_hooked_lm_folder, load_model
+    from backend.formats.sae import check_sae_fits, hook_name_of, load_sae
+    from backend.formats.tokenizer import has_tokenizer, load_tokenizer
 
-    from backend.demo.lm import load_model
-    from backend.demo.tokenizer import load_tokenizer
-
+    tok_dir = dirs.tokenizer_dir or dirs.model_dir
+    for what, folder, marker in (("model", dirs.model_dir, "config.json"), ("SAE", dirs.sae_dir, "cfg.json")):
+        if not folder.is_dir():
+            raise NotFoundError(f"The local {what} folder {folder} does not exist.")
+        if not (folder / marker).is_file():
+            raise NotFoundError(f"The local {what} folder has no {marker} at {folder}.")
+    if not tok_dir.is_dir() or not has_tokenizer(tok_dir):
+        where = "the model folder" if dirs.tokenizer_dir is None else "the tokenizer folder"
+        raise NotFoundError(f"No tokenizer was found in {where} {tok_dir}; save one there with save_pretrained or "
+                            "name a tokenizer folder as the spec's fourth part.")
+    sae = load_sae(dirs.sae_dir, device)
     tokenizer = load_tokenizer(tok_dir)
-    model = load_model(lm_dir, tokenizer, device)
-    sae = SAE.load_from_disk(str(sae_dir), device=device)
-    hook = sae.cfg.metadata.hook_name or json.loads((sae_dir / "cfg.json").read_text()).get("hook_name")
+    if is_hf_folder(dirs.model_dir):
+        model = load_hf_model(dirs.model_dir, tokenizer, device, center_writing_weights=_sae_wants_centring(sae))
+    elif is_hooked_lm_folder(dirs.model_dir):
+        model = load_model(dirs.model_dir, tokenizer, device)
+    else:
+        raise UserError(f"The model folder {dirs.model_dir} is neither a Hugging Face save_pretrained folder "
+                        "(config.json with a model_type) nor a TransformerLens-native one (config.json and "
+                        "model.safetensors as the demo writes them).")
+    hook = hook_name_of(sae, dirs.sae_dir)
+    check_sae_fits(model, sae, hook, dirs.sae_dir)
     return LoadedSource(spec, model, sae, tokenizer, hook, device, torch.float32, model_name)
+
+
+def _sae_wants_centring(sae: Any) -> bool:
+    """SAELens records how it loaded the model it trained on; only an explicit True changes the residual."""
+    kwargs = getattr(sae.cfg.metadata, "model_from_pretrained_kwargs", None) or {}
+    return bool(kwargs.get("center_writing_weights", False))
 
 
 def _load_pretrained(spec: SourceSpec, device: str) -> LoadedSource:

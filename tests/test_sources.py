@@ -39,6 +39,9 @@ def test_local_source_loads_everything(tiny_dirs):
 
 
 def test_missing_local_folder_is_one_sentence(tmp_path):
+    with pytest.raises(NotFoundError, match=r"^The local model folder .*/lm does not exist\.$"):
+        load_source(f"local:{tmp_path}/lm:{tmp_path}/sae")
+    (tmp_path / "lm").mkdir()
     with pytest.raises(NotFoundError, match=r"^The local model folder has no config\.json at .*\.$"):
         load_source(f"local:{tmp_path}/lm:{tmp_path}/sae")
 

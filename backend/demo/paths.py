@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.formats import DEMO_ARTIFACTS_DIR
+
 DEMO_DIR = Path(__file__).resolve().parent
-ARTIFACTS_DIR = DEMO_DIR / "artifacts"
+ARTIFACTS_DIR = DEMO_ARTIFACTS_DIR
 WORK_DIR = DEMO_DIR / "work"
 
 

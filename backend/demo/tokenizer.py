@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from backend.formats.tokenizer import load_tokenizer
+
+__all__ = ["BOS_TOKEN", "load_tokenizer", "train_tokenizer"]
+
 BOS_TOKEN = "<|endoftext|>"
 
 
@@ -30,9 +34,3 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path) -> Non
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(out_dir))
-
-
-def load_tokenizer(path: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
