@@ -44,24 +44,20 @@ shown = catalog.shown_labels(ctx, [row])[feature_id]  # team > best-scored expla
 label = shown.text
 
 # ---- title row ---------------------------------------------------------------------------------
-title_col, prev_col, next_col, random_col, share_col = st.columns(
-    [7.4, 1.1, 1.1, 0.7, 1.9], vertical_alignment="center"
-)
-title_col.html(title_html(feature_id, label, team_label, row.dead, shown))
-with prev_col:
+# one row that sizes each control to its label: fixed-ratio columns wrapped "Copy link" at 1280 px
+with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+    st.html(title_html(feature_id, label, team_label, row.dead, shown), width="stretch")
     if feature_id > 0:
         link(FEATURE, f"#{feature_id - 1}", {"id": feature_id - 1}, icon=":material/chevron_left:",
              help="Previous feature")
-with next_col:
     if feature_id < page.d_sae - 1:
         link(FEATURE, f"#{feature_id + 1}", {"id": feature_id + 1}, icon=":material/chevron_right:",
              icon_position="right", help="Next feature")
-with random_col:
     if st.button("", icon=":material/casino:", help="Random live feature", key="random_feature"):
         state.put("id", str(ctx.store.random_feature_id()))
         state.put("text", None)
         st.rerun()
-share_slot = share_col.container()
+    share_slot = st.container(width="content")
 
 if row.dead:
     st.warning("This feature never fired on the indexed tokens (dead): there is nothing to show but its weights.")
@@ -78,16 +74,17 @@ if not row.dead:
     steerability_panel(row)
 
 label_col, list_col, steer_col = st.columns([6, 1.5, 1.5], vertical_alignment="bottom")
-with label_col, st.form(f"label_form.{feature_id}", border=False):
-    text_col, save_col, reset_col = st.columns([6, 1.2, 1.2], vertical_alignment="bottom")
-    new_label = text_col.text_input(
+# a row that sizes its buttons to their labels (fixed-ratio columns cut "Save" to "S…" at 1400 px)
+with label_col, st.form(f"label_form.{feature_id}", border=False), \
+        st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
+    new_label = st.text_input(
         "Label (shared with the team; overrides the automatic label everywhere)", value=label, max_chars=200,
         key=f"label_text.{feature_id}",
     )
-    save = save_col.form_submit_button("Save", icon=":material/save:", width="stretch")
-    reset = reset_col.form_submit_button("Auto", icon=":material/restart_alt:", width="stretch",
-                                         help="Remove the team label: the best-scored explanation shows again, "
-                                              f"else the automatic label {md_escape(row.label)}")
+    save = st.form_submit_button("Save", icon=":material/save:", width="content")
+    reset = st.form_submit_button("Auto", icon=":material/restart_alt:", width="content",
+                                  help="Remove the team label: the best-scored explanation shows again, "
+                                       f"else the automatic label {md_escape(row.label)}")
     if save or reset:
         with reported_errors():
             ctx.team.set_label(feature_id, "" if reset else new_label, author=author_name())

@@ -9,7 +9,7 @@ from backend.labels import ShownLabel
 from backend.payloads import Example, FeaturePage, FeatureRow, IntervalGroup, LogitEntry, Neighbour
 from backend.team import TeamLabel
 from ui import live
-from ui.html import Shade, StripToken, chip, esc, md_escape, token_strip, value_badge
+from ui.html import Shade, StripToken, centred_strip, chip, esc, md_escape, token_strip, value_badge
 from ui.navigation import FEATURE, link
 from ui.resources import IndexContext
 
@@ -34,7 +34,8 @@ def example_rows_html(examples: list[Example], shade: Shade) -> str:
     rows = []
     for ex in examples:
         tokens = [StripToken(t.text, t.act, f"id {t.token_id}") for t in ex.tokens]
-        rows.append(f'<div class="ex-row">{value_badge(ex.value, shade)}{token_strip(tokens, shade, ex.center)}</div>')
+        strip = centred_strip(tokens, shade, ex.center)
+        rows.append(f'<div class="ex-row">{value_badge(ex.value, shade)}{strip}</div>')
     return "".join(rows) or '<p class="interval-head">No examples.</p>'
 
 

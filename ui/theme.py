@@ -16,7 +16,16 @@ _CSS = """
 .badge { display: inline-block; min-width: 3.2em; text-align: right; border-radius: 4px; padding: 0 6px;
          margin-right: 8px; font-family: ui-monospace, monospace; font-size: 0.78rem; }
 .ex-row { display: flex; align-items: center; gap: 2px; border-bottom: 1px solid rgba(128,128,128,0.15); }
-.ex-row .strip { flex: 1; }
+.ex-row .strip { flex: 1; min-width: 0; }
+/* example rows: the framed token at the middle, context clipped at the outer edges (scrollable sideways;
+   the left half is right-to-left so it starts scrolled to its end, next to the framed token) */
+.strip.centred { display: flex; overflow: hidden; }
+.ctx-before, .ctx-after { flex: 1 1 0; min-width: 0; overflow-x: auto; scrollbar-width: none; }
+.ctx-before { direction: rtl; text-align: right;
+              mask-image: linear-gradient(to right, transparent 0, #000 2.5em); }
+.ctx-after { mask-image: linear-gradient(to left, transparent 0, #000 2.5em); }
+.ctx-in { direction: ltr; unicode-bidi: isolate; display: inline-block; white-space: nowrap; }
+.ctx-mid { flex: none; white-space: nowrap; }
 .chip { display: inline-block; font-family: ui-monospace, monospace; font-size: 0.8rem; border-radius: 4px;
         padding: 0 5px; margin: 2px 3px 2px 0; background: rgba(128,128,128,0.14); white-space: pre; }
 .chip.pos { background: rgba(31,119,180,0.22); }
