@@ -46,7 +46,7 @@ label = shown.text
 # ---- title row ---------------------------------------------------------------------------------
 # one row that sizes each control to its label: fixed-ratio columns wrapped "Copy link" at 1280 px
 with st.container(horizontal=True, vertical_alignment="center", gap="small"):
-    st.html(title_html(feature_id, label, team_label, row.dead, shown), width="stretch")
+    st.html(title_html(feature_id, label, team_label, row.dead, shown, ctx.info.sae_weights_sha256), width="stretch")
     if feature_id > 0:
         link(FEATURE, f"#{feature_id - 1}", {"id": feature_id - 1}, icon=":material/chevron_left:",
              help="Previous feature")

@@ -15,7 +15,7 @@ from ui.resources import IndexContext
 
 
 def title_html(feature_id: int, label: str, team_label: TeamLabel | None, dead: bool,
-               shown: ShownLabel | None = None) -> str:
+               shown: ShownLabel | None = None, sae_sha256: str | None = None) -> str:
     source = "automatic label (top tokens)"
     if shown is not None and shown.source == "explanation":
         source = f"explanation ({esc(shown.method)}{':' + esc(shown.model) if shown.model else ''}) · " \
@@ -23,6 +23,9 @@ def title_html(feature_id: int, label: str, team_label: TeamLabel | None, dead: 
     if team_label is not None:
         source = "team label" + (f" by {esc(team_label.author)}" if team_label.author else "")
         source += f" · {team_label.updated_at[:10]}"
+        if team_label.possibly_stale(sae_sha256):
+            source += (' · <b class="stale" title="The SAE weights behind this index changed after the label was '
+                       'written: check it still fits.">possibly stale</b>')
     dead_mark = ' <span class="label-source">· dead</span>' if dead else ""
     return (
         f'<p class="feature-title"><span class="fid">#{feature_id}</span>{esc(label) or "(no label)"}'

@@ -46,7 +46,7 @@ def _target_list(ctx: IndexContext, lists: list[TeamList], choice: str, new_name
     name = new_name.strip()
     if name:
         existing = [t for t in lists if t.name == name]
-        return existing[0] if existing else ctx.team.create_list(name)
+        return existing[0] if existing else ctx.team.create_list(name, author=author_name())
     if choice == NEW_LIST:
         raise UserError("Type a name for the new list.")
     return next(t for t in lists if t.name == choice)

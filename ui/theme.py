@@ -41,6 +41,7 @@ _CSS = """
 .feature-title { font-size: 1.55rem; font-weight: 650; margin: 0; }
 .feature-title .fid { opacity: 0.55; font-weight: 500; margin-right: 0.4em; }
 .label-source { font-size: 0.75rem; opacity: 0.6; margin-left: 0.6em; }
+.label-source .stale { color: #d6336c; }
 [data-testid="stMetricValue"] { font-size: 1.55rem; }
 [data-testid="stMetric"] { padding: 0; }
 </style>
