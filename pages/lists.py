@@ -39,6 +39,7 @@ with side:
                 state.put("list", str(created.list_id))
                 flash(f"Created '{md_escape(created.name)}'.")
                 st.rerun()
+    lists_view.team_transfer_panel(ctx)
 
 if not team_lists:
     main.info("No list yet. Create one here, or save features from a feature page or the map.",
