@@ -46,6 +46,13 @@ FEATURE_READY = (f"(id) => {IDLE} && document.querySelector('p.feature-title') &
                  "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2 && "
                  "document.querySelector('.ex-row')")
 BARE_READY = f"(n) => {IDLE} && document.body.innerText.includes('runs: ' + n)"
+# the bare page plus one small Plotly chart: what Plotly alone costs a fresh load
+PLOTLY_APP = """import plotly.graph_objects as go
+import streamlit as st
+st.title("Bare page")
+st.plotly_chart(go.Figure(go.Bar(x=list(range(50)), y=list(range(50)))), config={"displayModeBar": False})
+"""
+PLOTLY_READY = f"(n) => {IDLE} && document.querySelectorAll('.js-plotly-plot .main-svg').length >= 1"
 
 
 @contextmanager
@@ -80,25 +87,37 @@ def tiny_index(folder: Path) -> Path:
 
 
 class Load:
-    def __init__(self, seconds: float, js_bytes: int, plotly_bytes: int, ws_bytes: int, ws_frames: int):
+    def __init__(self, seconds: float, js_bytes: int, plotly_bytes: int, ws_bytes: int, ws_frames: int,
+                 dom_s: float, ws_first_s: float, ws_last_s: float):
         self.seconds, self.js_bytes, self.plotly_bytes = seconds, js_bytes, plotly_bytes
         self.ws_bytes, self.ws_frames = ws_bytes, ws_frames
+        # phases: HTML + JS bundle loaded and parsed; first message of the script run; last message sent
+        self.dom_s, self.ws_first_s, self.ws_last_s = dom_s, ws_first_s, ws_last_s
 
 
 def fresh_load(browser, url: str, ready: str, arg) -> tuple[Load, object]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     frames: list[int] = []
-    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(len(payload))))
+    stamps: list[float] = []
+
+    def received(payload) -> None:
+        frames.append(len(payload))
+        stamps.append(time.perf_counter())
+
+    page.on("websocket", lambda ws: ws.on("framereceived", received))
     start = time.perf_counter()
     page.goto(url)
     page.wait_for_function(ready, arg=arg, timeout=120_000, polling=20)
     seconds = time.perf_counter() - start
+    dom = page.evaluate("() => performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd") / 1000
     resources = page.evaluate("() => performance.getEntriesByType('resource').map(r => "
                               "[r.name, r.initiatorType, r.decodedBodySize])")
     js = [(name, size) for name, kind, size in resources if name.split("?")[0].endswith(".js")]
     plotly = sum(size for name, size in js if "plotly" in name.lower())
-    return Load(seconds, sum(s for _, s in js), plotly, sum(frames), len(frames)), (context, page, frames)
+    first, last = (stamps[0] - start, stamps[-1] - start) if stamps else (0.0, 0.0)
+    return (Load(seconds, sum(s for _, s in js), plotly, sum(frames), len(frames), dom, first, last),
+            (context, page, frames))
 
 
 def median(values: list[float]) -> float:
@@ -125,16 +144,20 @@ def main() -> int:
         bare = tmp / "bare" / "bare_app.py"
         bare.parent.mkdir()
         bare.write_text(BARE_APP)
+        with_plotly = bare.parent / "plotly_app.py"
+        with_plotly.write_text(PLOTLY_APP)
         env = {"SAE_EXPLORER_INDEX": str(index), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
         with streamlit_server(ROOT / "app.py", env, tmp / "app.log") as app_url, \
-                streamlit_server(bare, env, tmp / "bare.log") as bare_url, sync_playwright() as playwright:
+                streamlit_server(bare, env, tmp / "bare.log") as bare_url, \
+                streamlit_server(with_plotly, env, tmp / "plotly.log") as plotly_url, sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             fid = args.feature
             # one untimed load of each: the server's first run imports and opens everything once per process
-            for url, ready, arg in [(f"{app_url}/feature?id={fid}", FEATURE_READY, fid), (bare_url, BARE_READY, 0)]:
+            for url, ready, arg in [(f"{app_url}/feature?id={fid}", FEATURE_READY, fid), (bare_url, BARE_READY, 0),
+                                    (plotly_url, PLOTLY_READY, 0)]:
                 _, (context, _, _) = fresh_load(browser, url, ready, arg)
                 context.close()
-            feature_loads, bare_loads, next_clicks, bare_clicks, click_ws = [], [], [], [], []
+            feature_loads, bare_loads, plotly_loads, next_clicks, bare_clicks, click_ws = [], [], [], [], [], []
             for _ in range(args.reps):
                 load, (context, page, frames) = fresh_load(browser, f"{app_url}/feature?id={fid}", FEATURE_READY,
                                                            fid)
@@ -153,6 +176,9 @@ def main() -> int:
                 page.wait_for_function(BARE_READY, arg=1, timeout=60_000, polling=20)
                 bare_clicks.append(time.perf_counter() - start)
                 context.close()
+                load, (context, _, _) = fresh_load(browser, plotly_url, PLOTLY_READY, 0)
+                plotly_loads.append(load)
+                context.close()
             browser.close()
 
     f_load, b_load = median([x.seconds for x in feature_loads]), median([x.seconds for x in bare_loads])
@@ -163,6 +189,12 @@ def main() -> int:
           "(target <= 2)")
     print(f"next feature click {f_click:.2f} s · bare rerun {b_click:.2f} s · above bare {f_click - b_click:+.2f} s "
           "(target <= +0.5 s)")
+    p_load = median([x.seconds for x in plotly_loads])
+    print(f"bare page + one Plotly chart {p_load:.2f} s: Plotly alone costs a fresh load {p_load - b_load:+.2f} s")
+    for name, loads in [("feature page", feature_loads), ("bare page", bare_loads)]:
+        print(f"phases, {name}: HTML+JS parsed {median([x.dom_s for x in loads]):.2f} s · first script message "
+              f"{median([x.ws_first_s for x in loads]):.2f} s · last {median([x.ws_last_s for x in loads]):.2f} s · "
+              f"drawn {median([x.seconds for x in loads]):.2f} s")
     print(f"JavaScript fetched: feature page {last_f.js_bytes / 1e6:.2f} MB (Plotly {last_f.plotly_bytes / 1e6:.2f} "
           f"MB) · bare {last_b.js_bytes / 1e6:.2f} MB")
     print(f"websocket from the server: feature page {last_f.ws_bytes / 1e3:.0f} kB in {last_f.ws_frames} frames · "
