@@ -43,7 +43,7 @@ st.markdown(f"runs: {st.session_state.n}")
 IDLE = "!document.querySelector(\"[data-testid='stStatusWidgetRunningIcon']\")"
 FEATURE_READY = (f"(id) => {IDLE} && document.querySelector('p.feature-title') && "
                  "document.querySelector('p.feature-title').innerText.startsWith('#' + id) && "
-                 "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2 && "
+                 "document.querySelectorAll('.hist .bar').length >= 2 && "
                  "document.querySelector('.ex-row')")
 BARE_READY = f"(n) => {IDLE} && document.body.innerText.includes('runs: ' + n)"
 # the bare page plus one small Plotly chart: what Plotly alone costs a fresh load

@@ -7,7 +7,8 @@ import streamlit as st
 
 from backend.errors import UserError
 from backend.payloads import FeatureQuery
-from ui import catalog, charts, state
+from ui import catalog, state
+from ui.charts import BLUE, ORANGE, RED
 from ui.explanations_view import explanations_panel
 from ui.feature_view import (
     examples_panel,
@@ -19,6 +20,7 @@ from ui.feature_view import (
 )
 from ui.feedback import flash, reported_errors
 from ui.frame import page_frame
+from ui.histogram_html import HistogramStyle, histogram_html
 from ui.html import Shade, md_escape
 from ui.identity import author_name
 from ui.lists_view import add_to_list_popover
@@ -110,10 +112,11 @@ with left:
     try_slot = st.container()  # filled last, so the model call never holds back the rest of the page
 
 with right:
-    st.plotly_chart(charts.activation_histogram(page.activation_hist, page.fire_count), width="stretch",
-                    config={"displayModeBar": False}, key="act_hist")
-    st.plotly_chart(charts.logit_histogram(page.logit_hist), width="stretch", config={"displayModeBar": False},
-                    key="logit_hist")
+    # inline SVG, not Plotly: its bundle was the largest share of a fresh load (benchmarks/bench_browser.py)
+    st.html(histogram_html(page.activation_hist, HistogramStyle(
+        f"Activation histogram · {page.fire_count:,} firings", "activation (non-zero only)", "tokens", ORANGE)))
+    st.html(histogram_html(page.logit_hist, HistogramStyle(
+        "Logit-weight histogram", "W_dec[f] · W_U", "vocabulary tokens", BLUE, RED)))
     logits_panel(page)
     st.markdown("**Neighbours**")
     neighbour_ids = [n.feature_id for n in page.cosine_neighbours + page.coactivation_neighbours]

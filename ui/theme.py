@@ -42,6 +42,19 @@ _CSS = """
 .feature-title .fid { opacity: 0.55; font-weight: 500; margin-right: 0.4em; }
 .label-source { font-size: 0.75rem; opacity: 0.6; margin-left: 0.6em; }
 .label-source .stale { color: #d6336c; }
+.hist-box { margin: 0 0 10px 0; }
+.hist-title { font-size: 0.85rem; font-weight: 600; margin: 0 0 4px 0; }
+.hist-frame { display: flex; gap: 4px; font-size: 0.7rem; }
+.hist-y { display: flex; flex-direction: column; justify-content: space-between; text-align: right; opacity: 0.7;
+          height: 140px; }
+.hist-main { flex: 1; min-width: 0; }
+.hist { display: flex; align-items: flex-end; gap: 1px; height: 140px;
+        border-bottom: 1px solid rgba(128,128,128,0.35); }
+.hist .bar { flex: 1 1 0; min-width: 0; }
+.hist .bar:hover { opacity: 0.7; }
+.hist-x { position: relative; display: flex; justify-content: space-between; opacity: 0.7; }
+.hist-x .zero { position: absolute; transform: translateX(-50%); }
+.hist-x-title { text-align: center; opacity: 0.7; }
 [data-testid="stMetricValue"] { font-size: 1.55rem; }
 [data-testid="stMetric"] { padding: 0; }
 </style>
