@@ -260,7 +260,7 @@ def test_lists_page_shows_lists_from_the_team_store(index, open_page):
     assert at.radio(key="lists.list").value == listed.list_id
     notes = at.dataframe[0].value
     assert list(notes["note"]) == ["opens a call"]
-    assert [b.label for b in at.get("download_button")] == ["Export CSV", "Export JSON"]
+    assert [b.label for b in at.get("download_button")] == ["Export all (JSON)", "Export CSV", "Export JSON"]
 
 
 def test_labels_and_lists_are_saved_from_the_feature_page(index, open_page):
