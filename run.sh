@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's two entry points, usable on a fresh machine with only Python 3.11:
-#   ./run.sh dashboard   install what is needed, build the demo index on first start, open the UI
+#   ./run.sh dashboard   install what is needed, build the demo index on first start, open the UI (127.0.0.1)
+#   ./run.sh dashboard --team   the same on every interface, sign-in required (README: "Serving it to a team")
 #   ./run.sh test        install what is needed (Chromium for the browser tests too), run every test
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -46,7 +47,11 @@ case "$cmd" in
       echo "[setup] building the demo feature index (first start, or new demo weights; a few minutes)"
       "$VENV/bin/python" -m backend index --source demo --out cache/demo.duckdb
     fi
-    exec "$VENV/bin/python" -m streamlit run app.py --server.headless true \
+    # loopback unless team mode: only this machine's user can reach an unauthenticated dashboard
+    address=127.0.0.1
+    if [ "${1:-}" = "--team" ]; then export SAE_EXPLORER_TEAM=1; shift; fi
+    case "${SAE_EXPLORER_TEAM:-}" in 1|true|yes|on) address=${ADDRESS:-0.0.0.0}; echo "[team] listening on $address; every page asks for sign-in" ;; esac
+    exec "$VENV/bin/python" -m streamlit run app.py --server.headless true --server.address "$address" \
       --server.port "${PORT:-8501}" --browser.gatherUsageStats false "$@"
     ;;
   test)

@@ -1,4 +1,4 @@
-"""Command line: `python -m backend {train-demo,index,steerability,feature,explain,serve}`.
+"""Command line: `python -m backend {train-demo,index,steerability,feature,explain,serve,team}`.
 
 Each command parses its arguments here and hands a typed config to the module that does
 the work, so this file stays a table of contents of what the engine can do.
@@ -191,7 +191,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8600)
     p.add_argument("--device", default=None)
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser("team", help="export or import all team data (labels, lists, notes) as one JSON file")
+    p.add_argument("action", choices=["export", "import"])
+    p.add_argument("--index", default="cache/demo.duckdb")
+    p.add_argument("--file", required=True, help="the JSON file to write (export) or read (import)")
+    p.set_defaults(func=_team)
     return parser
+
+
+def _team(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from backend.errors import NotFoundError
+    from backend.store import IndexStore
+    from backend.team import TeamStore
+    from backend.team_transfer import export_json, import_file
+
+    index = Path(args.index)
+    if not index.is_file():
+        raise NotFoundError(f"No index at {index}.")
+    with IndexStore.open(index) as store:
+        info = store.info()
+    team = TeamStore.for_index(index, d_sae=info.d_sae, sae_sha256=info.sae_weights_sha256)
+    if args.action == "export":
+        out = Path(args.file)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(export_json(team), encoding="utf-8")
+        tmp.replace(out)  # never a half-written export under the real name
+        print(f"team data of {index.name} written to {out}")
+    else:
+        summary = import_file(team, args.file)
+        print(f"imported into {index.name}: {summary.labels_written} labels, {summary.lists_created} new lists, "
+              f"{summary.items_written} list entries")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -122,12 +122,29 @@ def _install_error_handlers(app: FastAPI) -> None:
                             status_code=500)
 
 
+def _serve_source_bounds(app: FastAPI, inference: Inference) -> None:
+    """/openapi.json with the loaded source's bounds (feature ids, widths, new tokens), built once."""
+    from fastapi.openapi.utils import get_openapi
+
+    from backend.inference.openapi_bounds import add_source_bounds
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            generated = get_openapi(title=app.title, version=app.version, description=app.description,
+                                    routes=app.routes)
+            app.openapi_schema = add_source_bounds(generated, inference.health())
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
 def create_app(inference: Inference, token: str | None = None, limits: InferenceLimits | None = None) -> FastAPI:
     limits = limits or InferenceLimits()
     app = FastAPI(title="SAE feature explorer inference", version="1",
                   description="Live prompt tracing and feature steering on one model + SAE. Send "
                               "'Authorization: Bearer <token>' when the service was started with a token.")
     _install_error_handlers(app)
+    _serve_source_bounds(app, inference)
 
     def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
         if token is None:

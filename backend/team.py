@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from backend.errors import NotFoundError, UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: who created a list / last wrote a note, the SAE weights digest of a label
 MAX_LABEL_CHARS = 200
 MAX_LIST_NAME_CHARS = 100
 MAX_NOTE_CHARS = 2_000
@@ -37,13 +37,15 @@ CREATE TABLE IF NOT EXISTS labels (
     feature_id INTEGER PRIMARY KEY,
     text       TEXT NOT NULL,
     author     TEXT NOT NULL DEFAULT '',
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    sae_sha256 TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS lists (
     list_id     INTEGER PRIMARY KEY AUTOINCREMENT,
     name        TEXT NOT NULL UNIQUE,
     description TEXT NOT NULL DEFAULT '',
-    created_at  TEXT NOT NULL
+    created_at  TEXT NOT NULL,
+    created_by  TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS list_items (
     list_id    INTEGER NOT NULL REFERENCES lists(list_id) ON DELETE CASCADE,
@@ -51,9 +53,12 @@ CREATE TABLE IF NOT EXISTS list_items (
     note       TEXT NOT NULL DEFAULT '',
     added_by   TEXT NOT NULL DEFAULT '',
     added_at   TEXT NOT NULL,
+    note_by    TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (list_id, feature_id)
 );
 """
+# columns added after version 1, for team files written by an older version (ALTER TABLE keeps every row)
+_ADDED_COLUMNS = [("labels", "sae_sha256"), ("lists", "created_by"), ("list_items", "note_by")]
 
 T = TypeVar("T")
 
@@ -63,6 +68,11 @@ class TeamLabel(BaseModel):
     text: str
     author: str
     updated_at: str
+    sae_sha256: str = Field("", description="digest of the SAE weights the label was written against ('' unknown)")
+
+    def possibly_stale(self, current_sha256: str | None) -> bool:
+        """Written against other SAE weights than the index's current ones: the feature may mean something else."""
+        return bool(self.sae_sha256 and current_sha256 and self.sae_sha256 != current_sha256)
 
 
 def effective_label(automatic: str, team: TeamLabel | None) -> str:
@@ -76,6 +86,7 @@ class TeamList(BaseModel):
     description: str
     created_at: str
     item_count: int = 0
+    created_by: str = ""
 
 
 class ListItem(BaseModel):
@@ -84,6 +95,7 @@ class ListItem(BaseModel):
     note: str
     added_by: str
     added_at: str
+    note_by: str = ""
 
 
 class ExportedItem(BaseModel):
@@ -119,18 +131,20 @@ def _clean(text: str, limit: int, what: str) -> str:
 
 
 class TeamStore:
-    def __init__(self, path: str | Path, d_sae: int | None = None):
-        """`d_sae`, when given, lets the store refuse feature ids the index does not have."""
+    def __init__(self, path: str | Path, d_sae: int | None = None, sae_sha256: str | None = None):
+        """`d_sae`, when given, lets the store refuse feature ids the index does not have; `sae_sha256` (the
+        index's SAE weights digest) is stored with each label so a later change of weights flags it."""
         self.path = Path(path)
         self.d_sae = d_sae
+        self.sae_sha256 = sae_sha256 or ""
         self._write_lock = threading.Lock()  # threads of one process queue here, not on SQLite's lock
         if not self.path.parent.is_dir():
             raise NotFoundError(f"The folder {self.path.parent} for team data does not exist.")
         self._write(_create_schema, ddl=True)
 
     @classmethod
-    def for_index(cls, index_path: str | Path, d_sae: int | None = None) -> TeamStore:
-        return cls(team_path_for(index_path), d_sae)
+    def for_index(cls, index_path: str | Path, d_sae: int | None = None, sae_sha256: str | None = None) -> TeamStore:
+        return cls(team_path_for(index_path), d_sae, sae_sha256)
 
     # ---- connection handling ---------------------------------------------------------------
     @contextmanager
@@ -188,25 +202,21 @@ class TeamStore:
         if not text:
             self._write(lambda con: con.execute("DELETE FROM labels WHERE feature_id = ?", (feature_id,)))
             return None
-        label = TeamLabel(feature_id=feature_id, text=text, author=author.strip(), updated_at=_now())
-        self._write(
-            lambda con: con.execute(
-                "INSERT INTO labels VALUES (?, ?, ?, ?) ON CONFLICT(feature_id) DO UPDATE SET "
-                "text = excluded.text, author = excluded.author, updated_at = excluded.updated_at",
-                (label.feature_id, label.text, label.author, label.updated_at),
-            )
-        )
+        label = TeamLabel(feature_id=feature_id, text=text, author=author.strip(), updated_at=_now(),
+                          sae_sha256=self.sae_sha256)
+        self._write(lambda con: upsert_label(con, label))
         return label
 
     def get_labels(self, ids: list[int]) -> dict[int, TeamLabel]:
         if not ids:
             return {}
         rows = self._read(
-            "SELECT feature_id, text, author, updated_at FROM labels WHERE feature_id IN "
+            "SELECT feature_id, text, author, updated_at, sae_sha256 FROM labels WHERE feature_id IN "
             "(SELECT value FROM json_each(?))",
             (json.dumps([int(i) for i in ids]),),
         )
-        return {r[0]: TeamLabel(feature_id=r[0], text=r[1], author=r[2], updated_at=r[3]) for r in rows}
+        return {r[0]: TeamLabel(feature_id=r[0], text=r[1], author=r[2], updated_at=r[3], sae_sha256=r[4])
+                for r in rows}
 
     def all_labels(self) -> dict[int, str]:
         return dict(self._read("SELECT feature_id, text FROM labels"))
@@ -218,7 +228,7 @@ class TeamStore:
         return [r[0] for r in rows]
 
     # ---- lists --------------------------------------------------------------------------------
-    def create_list(self, name: str, description: str = "") -> TeamList:
+    def create_list(self, name: str, description: str = "", author: str = "") -> TeamList:
         name = _clean(name, MAX_LIST_NAME_CHARS, "list name")
         if not name:
             raise UserError("The list needs a name.")
@@ -227,7 +237,8 @@ class TeamStore:
         def insert(con: sqlite3.Connection) -> int:
             try:
                 cur = con.execute(
-                    "INSERT INTO lists (name, description, created_at) VALUES (?, ?, ?)", (name, description, _now())
+                    "INSERT INTO lists (name, description, created_at, created_by) VALUES (?, ?, ?, ?)",
+                    (name, description, _now(), author.strip()),
                 )
             except sqlite3.IntegrityError as exc:
                 raise UserError(f"A list named '{name}' already exists; pick another name.") from exc
@@ -261,7 +272,8 @@ class TeamStore:
             self._check_feature(feature_id)
         note = _clean(note, MAX_NOTE_CHARS, "note")
         items = [
-            ListItem(list_id=list_id, feature_id=f, note=note, added_by=author.strip(), added_at=_now())
+            ListItem(list_id=list_id, feature_id=f, note=note, added_by=author.strip(), added_at=_now(),
+                     note_by=author.strip() if note else "")
             for f in dict.fromkeys(feature_ids)
         ]
 
@@ -269,21 +281,21 @@ class TeamStore:
             if con.execute("SELECT 1 FROM lists WHERE list_id = ?", (list_id,)).fetchone() is None:
                 raise _missing_list(list_id)
             con.executemany(
-                "INSERT INTO list_items VALUES (?, ?, ?, ?, ?) ON CONFLICT(list_id, feature_id) DO UPDATE SET "
-                "note = excluded.note, added_by = excluded.added_by, added_at = excluded.added_at",
-                [(i.list_id, i.feature_id, i.note, i.added_by, i.added_at) for i in items],
+                "INSERT INTO list_items (list_id, feature_id, note, added_by, added_at, note_by) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(list_id, feature_id) DO UPDATE SET note = excluded.note, "
+                "added_by = excluded.added_by, added_at = excluded.added_at, note_by = excluded.note_by",
+                [(i.list_id, i.feature_id, i.note, i.added_by, i.added_at, i.note_by) for i in items],
             )
 
         self._write(upsert)
         return items
 
-    def set_note(self, list_id: int, feature_id: int, note: str) -> None:
+    def set_note(self, list_id: int, feature_id: int, note: str, author: str = "") -> None:
         note = _clean(note, MAX_NOTE_CHARS, "note")
 
         def update(con: sqlite3.Connection) -> None:
-            cur = con.execute(
-                "UPDATE list_items SET note = ? WHERE list_id = ? AND feature_id = ?", (note, list_id, feature_id)
-            )
+            cur = con.execute("UPDATE list_items SET note = ?, note_by = ? WHERE list_id = ? AND feature_id = ?",
+                              (note, author.strip(), list_id, feature_id))
             if cur.rowcount == 0:
                 raise NotFoundError(f"Feature {feature_id} is not in list {list_id}.")
 
@@ -302,11 +314,12 @@ class TeamStore:
 
     def _items(self, list_id: int) -> list[ListItem]:
         rows = self._read(
-            "SELECT list_id, feature_id, note, added_by, added_at FROM list_items WHERE list_id = ? "
+            "SELECT list_id, feature_id, note, added_by, added_at, note_by FROM list_items WHERE list_id = ? "
             "ORDER BY added_at, feature_id",
             (list_id,),
         )
-        return [ListItem(list_id=r[0], feature_id=r[1], note=r[2], added_by=r[3], added_at=r[4]) for r in rows]
+        return [ListItem(list_id=r[0], feature_id=r[1], note=r[2], added_by=r[3], added_at=r[4], note_by=r[5])
+                for r in rows]
 
     def lists_containing(self, feature_id: int) -> list[TeamList]:
         where = "WHERE l.list_id IN (SELECT list_id FROM list_items WHERE feature_id = ?)"
@@ -352,12 +365,25 @@ def _create_schema(con: sqlite3.Connection) -> None:
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             con.execute(statement)
+    for table, column in _ADDED_COLUMNS:
+        if column not in {row[1] for row in con.execute(f"PRAGMA table_info({table})")}:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+def upsert_label(con: sqlite3.Connection, label: TeamLabel) -> None:
+    con.execute(
+        "INSERT INTO labels (feature_id, text, author, updated_at, sae_sha256) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT(feature_id) DO UPDATE SET text = excluded.text, author = excluded.author, "
+        "updated_at = excluded.updated_at, sae_sha256 = excluded.sae_sha256",
+        (label.feature_id, label.text, label.author, label.updated_at, label.sae_sha256),
+    )
+
+
 # every read of lists counts items the same way; {where} narrows it
-_LISTS_SELECT = ("SELECT l.list_id, l.name, l.description, l.created_at, count(i.feature_id) FROM lists l "
-                 "LEFT JOIN list_items i USING (list_id) {where} GROUP BY l.list_id ORDER BY lower(l.name)")
+_LISTS_SELECT = ("SELECT l.list_id, l.name, l.description, l.created_at, count(i.feature_id), l.created_by "
+                 "FROM lists l LEFT JOIN list_items i USING (list_id) {where} GROUP BY l.list_id "
+                 "ORDER BY lower(l.name)")
 
 
 def _missing_list(list_id: int) -> NotFoundError:
@@ -365,7 +391,8 @@ def _missing_list(list_id: int) -> NotFoundError:
 
 
 def _team_list(row: tuple) -> TeamList:
-    return TeamList(list_id=row[0], name=row[1], description=row[2], created_at=row[3], item_count=row[4])
+    return TeamList(list_id=row[0], name=row[1], description=row[2], created_at=row[3], item_count=row[4],
+                    created_by=row[5])
 
 
 def _is_lock_conflict(exc: sqlite3.OperationalError) -> bool:

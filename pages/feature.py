@@ -7,7 +7,8 @@ import streamlit as st
 
 from backend.errors import UserError
 from backend.payloads import FeatureQuery
-from ui import catalog, charts, state
+from ui import catalog, state
+from ui.charts import BLUE, ORANGE, RED
 from ui.explanations_view import explanations_panel
 from ui.feature_view import (
     examples_panel,
@@ -19,6 +20,7 @@ from ui.feature_view import (
 )
 from ui.feedback import flash, reported_errors
 from ui.frame import page_frame
+from ui.histogram_html import HistogramStyle, histogram_html
 from ui.html import Shade, md_escape
 from ui.identity import author_name
 from ui.lists_view import add_to_list_popover
@@ -44,24 +46,20 @@ shown = catalog.shown_labels(ctx, [row])[feature_id]  # team > best-scored expla
 label = shown.text
 
 # ---- title row ---------------------------------------------------------------------------------
-title_col, prev_col, next_col, random_col, share_col = st.columns(
-    [7.4, 1.1, 1.1, 0.7, 1.9], vertical_alignment="center"
-)
-title_col.html(title_html(feature_id, label, team_label, row.dead, shown))
-with prev_col:
+# one row that sizes each control to its label: fixed-ratio columns wrapped "Copy link" at 1280 px
+with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+    st.html(title_html(feature_id, label, team_label, row.dead, shown, ctx.info.sae_weights_sha256), width="stretch")
     if feature_id > 0:
         link(FEATURE, f"#{feature_id - 1}", {"id": feature_id - 1}, icon=":material/chevron_left:",
              help="Previous feature")
-with next_col:
     if feature_id < page.d_sae - 1:
         link(FEATURE, f"#{feature_id + 1}", {"id": feature_id + 1}, icon=":material/chevron_right:",
              icon_position="right", help="Next feature")
-with random_col:
     if st.button("", icon=":material/casino:", help="Random live feature", key="random_feature"):
         state.put("id", str(ctx.store.random_feature_id()))
         state.put("text", None)
         st.rerun()
-share_slot = share_col.container()
+    share_slot = st.container(width="content")
 
 if row.dead:
     st.warning("This feature never fired on the indexed tokens (dead): there is nothing to show but its weights.")
@@ -78,16 +76,17 @@ if not row.dead:
     steerability_panel(row)
 
 label_col, list_col, steer_col = st.columns([6, 1.5, 1.5], vertical_alignment="bottom")
-with label_col, st.form(f"label_form.{feature_id}", border=False):
-    text_col, save_col, reset_col = st.columns([6, 1.2, 1.2], vertical_alignment="bottom")
-    new_label = text_col.text_input(
+# a row that sizes its buttons to their labels (fixed-ratio columns cut "Save" to "S…" at 1400 px)
+with label_col, st.form(f"label_form.{feature_id}", border=False), \
+        st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
+    new_label = st.text_input(
         "Label (shared with the team; overrides the automatic label everywhere)", value=label, max_chars=200,
         key=f"label_text.{feature_id}",
     )
-    save = save_col.form_submit_button("Save", icon=":material/save:", width="stretch")
-    reset = reset_col.form_submit_button("Auto", icon=":material/restart_alt:", width="stretch",
-                                         help="Remove the team label: the best-scored explanation shows again, "
-                                              f"else the automatic label {md_escape(row.label)}")
+    save = st.form_submit_button("Save", icon=":material/save:", width="content")
+    reset = st.form_submit_button("Auto", icon=":material/restart_alt:", width="content",
+                                  help="Remove the team label: the best-scored explanation shows again, "
+                                       f"else the automatic label {md_escape(row.label)}")
     if save or reset:
         with reported_errors():
             ctx.team.set_label(feature_id, "" if reset else new_label, author=author_name())
@@ -113,10 +112,11 @@ with left:
     try_slot = st.container()  # filled last, so the model call never holds back the rest of the page
 
 with right:
-    st.plotly_chart(charts.activation_histogram(page.activation_hist, page.fire_count), width="stretch",
-                    config={"displayModeBar": False}, key="act_hist")
-    st.plotly_chart(charts.logit_histogram(page.logit_hist), width="stretch", config={"displayModeBar": False},
-                    key="logit_hist")
+    # inline SVG, not Plotly: its bundle was the largest share of a fresh load (benchmarks/bench_browser.py)
+    st.html(histogram_html(page.activation_hist, HistogramStyle(
+        f"Activation histogram · {page.fire_count:,} firings", "activation (non-zero only)", "tokens", ORANGE)))
+    st.html(histogram_html(page.logit_hist, HistogramStyle(
+        "Logit-weight histogram", "W_dec[f] · W_U", "vocabulary tokens", BLUE, RED)))
     logits_panel(page)
     st.markdown("**Neighbours**")
     neighbour_ids = [n.feature_id for n in page.cosine_neighbours + page.coactivation_neighbours]

@@ -11,6 +11,7 @@ from ui import catalog, lists_view, state
 from ui.feedback import flash, reported_errors
 from ui.frame import page_frame
 from ui.html import md_escape
+from ui.identity import author_name
 from ui.navigation import FEATURE_LINK_COLUMN, LISTS, feature_links, page_header, share_box
 
 SCOPE = "lists"
@@ -34,10 +35,11 @@ with side:
         description = st.text_input("Description (optional)")
         if st.form_submit_button("Create", icon=":material/add:"):
             with reported_errors():
-                created = ctx.team.create_list(name, description)
+                created = ctx.team.create_list(name, description, author=author_name())
                 state.put("list", str(created.list_id))
                 flash(f"Created '{md_escape(created.name)}'.")
                 st.rerun()
+    lists_view.team_transfer_panel(ctx)
 
 if not team_lists:
     main.info("No list yet. Create one here, or save features from a feature page or the map.",
@@ -99,7 +101,7 @@ with main:
                         if remove:
                             ctx.team.remove_from_list(chosen.list_id, item.feature_id)
                         elif (note or "") != item.note:
-                            ctx.team.set_note(chosen.list_id, item.feature_id, note or "")
+                            ctx.team.set_note(chosen.list_id, item.feature_id, note or "", author=author_name())
                     flash("Changes saved.")
                     st.rerun()
 

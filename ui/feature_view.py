@@ -9,13 +9,13 @@ from backend.labels import ShownLabel
 from backend.payloads import Example, FeaturePage, FeatureRow, IntervalGroup, LogitEntry, Neighbour
 from backend.team import TeamLabel
 from ui import live
-from ui.html import Shade, StripToken, chip, esc, md_escape, token_strip, value_badge
+from ui.html import Shade, StripToken, centred_strip, chip, esc, md_escape, token_strip, value_badge
 from ui.navigation import FEATURE, link
 from ui.resources import IndexContext
 
 
 def title_html(feature_id: int, label: str, team_label: TeamLabel | None, dead: bool,
-               shown: ShownLabel | None = None) -> str:
+               shown: ShownLabel | None = None, sae_sha256: str | None = None) -> str:
     source = "automatic label (top tokens)"
     if shown is not None and shown.source == "explanation":
         source = f"explanation ({esc(shown.method)}{':' + esc(shown.model) if shown.model else ''}) · " \
@@ -23,6 +23,9 @@ def title_html(feature_id: int, label: str, team_label: TeamLabel | None, dead: 
     if team_label is not None:
         source = "team label" + (f" by {esc(team_label.author)}" if team_label.author else "")
         source += f" · {team_label.updated_at[:10]}"
+        if team_label.possibly_stale(sae_sha256):
+            source += (' · <b class="stale" title="The SAE weights behind this index changed after the label was '
+                       'written: check it still fits.">possibly stale</b>')
     dead_mark = ' <span class="label-source">· dead</span>' if dead else ""
     return (
         f'<p class="feature-title"><span class="fid">#{feature_id}</span>{esc(label) or "(no label)"}'
@@ -34,7 +37,8 @@ def example_rows_html(examples: list[Example], shade: Shade) -> str:
     rows = []
     for ex in examples:
         tokens = [StripToken(t.text, t.act, f"id {t.token_id}") for t in ex.tokens]
-        rows.append(f'<div class="ex-row">{value_badge(ex.value, shade)}{token_strip(tokens, shade, ex.center)}</div>')
+        strip = centred_strip(tokens, shade, ex.center)
+        rows.append(f'<div class="ex-row">{value_badge(ex.value, shade)}{strip}</div>')
     return "".join(rows) or '<p class="interval-head">No examples.</p>'
 
 

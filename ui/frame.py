@@ -29,6 +29,7 @@ def page_frame(page: PageRef) -> IndexContext:
     st.session_state["_current_page_path"] = "" if page.default else page.url_path  # for links without a browser
     st.set_page_config(page_title="SAE feature explorer", page_icon=":material/biotech:", layout="wide")
     theme.inject()
+    identity.require_sign_in()  # team mode: nothing of the index is shown before sign-in
     st.sidebar.markdown("### :material/biotech: SAE feature explorer")
     index_choice.sidebar_picker()
     ctx = index_choice.current_index()

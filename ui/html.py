@@ -91,15 +91,30 @@ def token_strip(
     the token at `outline` framed."""
     parts = []
     for i, tok in enumerate(tokens):
-        title = f"{tok.text!r}  {tok.value:.3f}" + (f"  {tok.note}" if tok.note else "")
-        classes = "tok" + (" tok-max" if i == outline else "")
-        parts.append(
-            f'<span class="{classes}" style="background:{shade.background(tok.value)}" title="{esc(title)}">'
-            f"{visible_token(tok.text)}</span>"
-        )
+        parts.append(_token_span(tok, shade, i == outline))
         if wrap_lines and "\n" in tok.text:
             parts.append("<br>")
     return f'<div class="strip {css_class}">{"".join(parts)}</div>'
+
+
+def _token_span(tok: StripToken, shade: Shade, framed: bool) -> str:
+    title = f"{tok.text!r}  {tok.value:.3f}" + (f"  {tok.note}" if tok.note else "")
+    classes = "tok" + (" tok-max" if framed else "")
+    return (f'<span class="{classes}" style="background:{shade.background(tok.value)}" title="{esc(title)}">'
+            f"{visible_token(tok.text)}</span>")
+
+
+def centred_strip(tokens: list[StripToken], shade: Shade, centre: int) -> str:
+    """One line of tokens with the token at `centre` framed and drawn at the middle of the row at any width:
+    the context before it is right-aligned in the left half, the context after it left-aligned in the right
+    half, each half clipped at its outer edge (scrollable sideways) so the framed token is never cut off."""
+    centre = min(max(centre, 0), len(tokens) - 1) if tokens else 0
+    before = "".join(_token_span(t, shade, False) for t in tokens[:centre])
+    after = "".join(_token_span(t, shade, False) for t in tokens[centre + 1:])
+    framed = _token_span(tokens[centre], shade, True) if tokens else ""
+    return (f'<div class="strip centred"><div class="ctx-before"><span class="ctx-in">{before}</span></div>'
+            f'<div class="ctx-mid">{framed}</div>'
+            f'<div class="ctx-after"><span class="ctx-in">{after}</span></div></div>')
 
 
 def value_badge(value: float, shade: Shade) -> str:

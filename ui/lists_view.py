@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from backend import team_transfer
 from backend.errors import UserError
 from backend.team import TeamList
 from ui import catalog
@@ -46,7 +47,7 @@ def _target_list(ctx: IndexContext, lists: list[TeamList], choice: str, new_name
     name = new_name.strip()
     if name:
         existing = [t for t in lists if t.name == name]
-        return existing[0] if existing else ctx.team.create_list(name)
+        return existing[0] if existing else ctx.team.create_list(name, author=author_name())
     if choice == NEW_LIST:
         raise UserError("Type a name for the new list.")
     return next(t for t in lists if t.name == choice)
@@ -94,3 +95,20 @@ def features_summary_table(features: list[catalog.NamedFeature], max_height: int
                        "density": st.column_config.NumberColumn(format="%.2e"),
                        "max act": st.column_config.NumberColumn(format="%.2f")},
     )
+
+
+def team_transfer_panel(ctx: IndexContext) -> None:
+    """All team data of this index as one JSON file, and importing such a file (merged, newer entries win)."""
+    with st.expander("All team data", icon=":material/database:"):
+        st.caption("Every label, list and note of this index in one JSON file: a backup, or a way to move the "
+                   "team's work to another server.")
+        st.download_button("Export all (JSON)", lambda: team_transfer.export_json(ctx.team),
+                           f"{ctx.path.stem}.team.json", "application/json", icon=":material/download:",
+                           width="stretch", key="team_export")
+        upload = st.file_uploader("Import a team data file", type=["json"], key="team_import")
+        if upload is not None and st.button("Import", icon=":material/upload:", key="team_import_go"):
+            with reported_errors():
+                summary = team_transfer.import_team(ctx.team, team_transfer.parse_dump(upload.getvalue()))
+                flash(f"Imported {summary.labels_written} labels, {summary.lists_created} new lists and "
+                      f"{summary.items_written} list entries.")
+                st.rerun()

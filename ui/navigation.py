@@ -95,9 +95,10 @@ def share_box(slot) -> None:
 
 def page_header(title: str, caption: str = ""):
     """Title row with a slot at the right for `share_box`; returns the slot."""
-    left, right = st.columns([6, 1], vertical_alignment="bottom")
-    with left:
-        st.subheader(title, anchor=False)
-        if caption:
-            st.caption(caption)
-    return right.container()
+    # the slot takes the width of its button (a fixed-ratio column wrapped "Copy link" at 1280 px)
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        with st.container():
+            st.subheader(title, anchor=False)
+            if caption:
+                st.caption(caption)
+        return st.container(width="content")

@@ -37,7 +37,8 @@ def _open_index(path: str, modified_ns: int) -> IndexContext:
     """Keyed by modification time too, so an index rebuilt in place is reopened."""
     store = IndexStore.open(path)
     info = store.info()
-    return IndexContext(path=Path(path), store=store, team=TeamStore.for_index(path, d_sae=info.d_sae), info=info)
+    team = TeamStore.for_index(path, d_sae=info.d_sae, sae_sha256=info.sae_weights_sha256)
+    return IndexContext(path=Path(path), store=store, team=team, info=info)
 
 
 def open_index(path: Path) -> IndexContext:

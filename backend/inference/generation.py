@@ -50,7 +50,10 @@ def choose_next_token(logits: torch.Tensor, counts: torch.Tensor, settings: Samp
     adjusted = logits - settings.freq_penalty * counts if settings.freq_penalty else logits
     if settings.temperature == 0:
         return int(adjusted.argmax())
-    probs = torch.softmax(adjusted / settings.temperature, dim=-1)
+    scaled = adjusted / settings.temperature
+    if not bool(torch.isfinite(scaled).all()):  # a temperature so small it overflows: its limit, greedy (fuzz-found)
+        return int(adjusted.argmax())
+    probs = torch.softmax(scaled, dim=-1)
     if settings.top_p < 1:
         sorted_probs, order = probs.sort(descending=True)
         # keep the smallest prefix whose mass reaches top_p (the token crossing it included)

@@ -38,8 +38,10 @@ def _non_empty(prompt: str) -> str:
 
 Prompt = Annotated[
     str,
-    Field(max_length=MAX_PROMPT_CHARS, description=f"Text to run through the model (at most {MAX_PROMPT_CHARS} "
-                                                   "characters; the token cap is in /health limits)."),
+    # minLength in the schema, while the validator below keeps its own sentence for an empty prompt
+    Field(max_length=MAX_PROMPT_CHARS, json_schema_extra={"minLength": 1},
+          description=f"Text to run through the model (at most {MAX_PROMPT_CHARS} characters; the token cap is in "
+                      "/health limits and in the request schema's x-max-prompt-tokens)."),
     AfterValidator(_non_empty),
 ]
 FeatureId = Annotated[int, Field(ge=0, description="Index of an SAE feature (0 to d_sae - 1).")]
