@@ -18,7 +18,8 @@ from backend.index.distributed import KILL_DRIVER_AFTER_SHARDS_ENV, KILL_SHARD_O
 from backend.sources import SourceSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = IndexConfig(tokens=4 * 16 * 128, batch_size=16, top_k=5, per_interval=3, umap=False, progress=False)
+CFG = IndexConfig(tokens=4 * 16 * 128, batch_size=16, top_k=5, per_interval=3, umap=False, progress=False,
+                  steerability=False)  # steerability has its own tests; here it would run three times
 DETERMINISTIC = {
     "features": "SELECT * EXCLUDE (umap_x, umap_y, cluster) FROM features ORDER BY feature_id",
     "top examples": "SELECT * FROM examples WHERE kind = 'top' ORDER BY feature_id, rank",
