@@ -4,10 +4,14 @@ sentence for every bad input, the store's round trip and the safetensors export.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load
+from streamlit.testing.v1 import AppTest
 
 from backend.concept_steering import PROBE_NAME, SideBySideSettings, check_strength, steer_side_by_side
 from backend.concepts import (
@@ -213,3 +217,80 @@ def test_safetensors_export_names_the_hook(source, tmp_path):
         meta = f.metadata()
     assert meta["hook_name"] == source.hook_name and meta["hook_layer"] == str(source.hook_layer)
     assert meta["method"] == "caa" and meta["name"] == "functions"
+
+
+# ---- the page, under Streamlit's AppTest on the tiny index ----------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCHER = f"import runpy, sys\nsys.path.insert(0, {str(ROOT)!r})\nrunpy.run_path({str(ROOT / 'app.py')!r})\n"
+
+
+@pytest.fixture()
+def open_page(tiny_index, tmp_path, monkeypatch):
+    """A fresh session on the Concepts page of a private copy of the tiny index (an empty team file beside it)."""
+    index = tmp_path / "tiny.duckdb"
+    shutil.copy(tiny_index, index)
+    monkeypatch.setenv("SAE_EXPLORER_INDEX", str(index))
+    launcher = tmp_path / "launch_app.py"
+    launcher.write_text(LAUNCHER)
+
+    def open_(**params: object) -> AppTest:
+        at = AppTest.from_file(str(launcher), default_timeout=180)
+        at.run()
+        at.switch_page(str(ROOT / "pages" / "concepts.py"))
+        for key, value in params.items():
+            at.query_params[key] = str(value)
+        return at.run()
+
+    open_.index = index
+    return open_
+
+
+def clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_concepts_page_computes_saves_and_reopens_a_concept(open_page, source):
+    at = open_page()
+    clean(at)
+    assert any("press Compute" in i.value for i in at.info)
+    at.text_input(key="concepts.name.new").input("functions")
+    at.text_area(key="concepts.with.new").input("\n".join(WITH))
+    at.text_area(key="concepts.without.new").input("\n".join(WITHOUT))
+    next(b for b in at.button if b.label == "Compute").click().run()
+    clean(at)
+    expected = brute_mean(source, WITH) - brute_mean(source, WITHOUT)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Norm"] == f"{float(expected.norm()):.3f}" and metrics["Prompts with / without"] == "3 / 3"
+    by_cosine = at.dataframe[0].value
+    cos = torch.nn.functional.cosine_similarity(source.sae.W_dec.detach(), expected.unsqueeze(0), dim=1)
+    assert int(by_cosine["feature"][0]) == int(cos.argmax()) and metrics["Closest feature"] == f"#{int(cos.argmax())}"
+    assert sorted(at.dataframe[2].value["features (k)"].unique()) == [1, 5, 20]
+
+    next(b for b in at.button if b.label == "Save for the team").click().run()
+    clean(at)
+    (summary,) = ConceptStore.for_index(open_page.index).summaries()
+    assert summary.name == "functions" and at.query_params["id"] == str(summary.concept_id)
+
+    again = open_page(id=summary.concept_id, prompt="def add(a, b):\n", n=6)  # a fresh session opens the link
+    clean(again)
+    assert {m.label: m.value for m in again.metric}["Norm"] == metrics["Norm"]
+    assert again.text_area(key=f"concepts.with.{summary.concept_id}").value == "\n".join(WITH)
+    projections = [m for m in again.metric if m.label == "Projection on the concept"]
+    assert len(projections) == 3  # raw vector, SAE reconstruction, best feature
+    effects = again.dataframe[-2].value  # the effect table, then the saved concepts
+    assert list(effects["steered with"]) == ["raw vector", "SAE reconstruction", "best feature"]
+    assert list(again.dataframe[-1].value["name"]) == ["functions"]
+
+
+def test_concepts_page_bad_input_is_one_sentence(open_page):
+    at = open_page(id=99)
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Concept 99 does not exist (it may have been deleted)."]
+    fresh = open_page()
+    fresh.text_area(key="concepts.with.new").input("def add(a, b):")
+    next(b for b in fresh.button if b.label == "Compute").click().run()
+    assert not fresh.exception
+    (error,) = [e.value for e in fresh.error]
+    assert "without the concept is empty" in error
