@@ -1,11 +1,14 @@
-"""Does steering work? For features chosen from the index, steer with `add` at the default
-strength (the feature's max activation) and measure, in one run:
+"""Does steering work? For features chosen from the index, steer with `add` at the feature's max
+activation and at its calibrated strength (the index's steerability table) and measure, in one run:
 
 - the feature's mean activation on the generated tokens, steered vs default (the engine
   records it while generating; target >= 3x), both as the SAE reads the edited residual (what
   the rest of the model sees) and before the edit (what the steered text itself evokes);
 - the probability mass the next-token distribution puts on the feature's top-10 logit
   tokens at the end of the prompt, steered vs default.
+
+Then, over `--rho-features` features, how well the index's output score ranks the measured effect
+(Spearman rho).
 
     python benchmarks/bench_steering_effect.py [--index cache/demo.duckdb] [--features 10] [--multiplier 1]
 """
@@ -15,9 +18,11 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -44,6 +49,32 @@ def next_token_probs(source, tokens: torch.Tensor, feature_id: int | None = None
     return source.model.run_with_hooks(tokens, fwd_hooks=[(source.hook_name, hook)])[0, -1].softmax(-1)
 
 
+@dataclass(frozen=True)
+class Effect:
+    strength: float
+    evoked_ratio: float  # mean activation before the edit (what the steered text evokes), steered / default
+    read_ratio: float  # the same after the edit (what the rest of the model reads)
+    mass_default: float  # next-token probability of the feature's top logit tokens at the prompt's end
+    mass_steered: float
+
+
+def measure(inference, source, row, top_ids: list[int], strength: float, prompts: list[str], new_tokens: int,
+            prompt_tokens: dict, default_probs: dict) -> Effect:
+    mean_d = mean_s = mean_edit = mass_d = mass_s = 0.0
+    for prompt in prompts:
+        res = inference.steer(SteerRequest(prompt=prompt, features=[SteerFeature(feature_id=row.feature_id,
+                                                                                 strength=strength)],
+                                           mode="add", max_new_tokens=new_tokens, seed=16, stop_at_eos=False))
+        s = res.summary[0]
+        mean_d += (s.mean_default or 0.0) / len(prompts)
+        mean_s += s.mean_steered / len(prompts)
+        mean_edit += s.mean_steered_after_edit / len(prompts)
+        steered_probs = next_token_probs(source, prompt_tokens[prompt], row.feature_id, strength)
+        mass_d += default_probs[prompt][top_ids].sum().item() / len(prompts)
+        mass_s += steered_probs[top_ids].sum().item() / len(prompts)
+    return Effect(strength, _ratio(mean_s, mean_d), _ratio(mean_edit, mean_d), mass_d, mass_s)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--index", default="cache/demo.duckdb")
@@ -51,6 +82,11 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--multiplier", type=float, default=1.0, help="strength = multiplier x the feature's max activation")
+    p.add_argument("--steerable-only", action="store_true",
+                   help="pick the table's features among those with a calibrated strength")
+    p.add_argument("--rho-features", type=int, default=50,
+                   help="features in the output score vs effect table (0: skip it)")
+    p.add_argument("--rho-new-tokens", type=int, default=16)
     args = p.parse_args()
     store = IndexStore.open(args.index)
     source_spec = store.meta["source"]
@@ -58,39 +94,62 @@ def main() -> None:
     source = load_source(source_spec)
     # features that fire on 0.01%-1% of tokens: specific enough to have a meaning of their own
     rows = store.list_features(FeatureQuery(min_density=1e-4, max_density=1e-2, limit=5000)).rows
-    chosen = sorted(random.Random(args.seed).sample(rows, min(args.features, len(rows))), key=lambda r: r.feature_id)
-    print(f"{'feature':>7}  {'label':<24} {'strength':>8}  {'act default':>11} {'after edit':>10} {'ratio':>6}  "
-          f"{'text evokes':>11} {'ratio':>6}  {'P(top logits) default':>21} {'steered':>8}")
+    pool = [r for r in rows if r.calibrated_strength] if args.steerable_only else rows
+    chosen = sorted(random.Random(args.seed).sample(pool, min(args.features, len(pool))), key=lambda r: r.feature_id)
     prompt_tokens = {prompt: source.model.to_tokens(prompt) for prompt in PROMPTS}
     default_probs = {prompt: next_token_probs(source, tokens) for prompt, tokens in prompt_tokens.items()}
-    ratios, evoked_ratios, shifts = [], [], []
+    top_ids = {r.feature_id: [e.token_id for e in store.feature_page(r.feature_id).logit_pos] for r in chosen}
+
+    print(f"{'feature':>7}  {'label':<20} {'out score':>9} | {'max act':>7} {'evokes':>6} {'reads':>6} "
+          f"{'P(top) default':>14} {'steered':>8} | {'calibrated':>10} {'evokes':>6} {'reads':>6} {'steered':>8}")
+    at_max, at_cal = [], []
     for row in chosen:
-        page = store.feature_page(row.feature_id)
-        top_ids = [e.token_id for e in page.logit_pos]
-        mean_d = mean_s = mean_edit = mass_d = mass_s = 0.0
-        strength = 0.0
-        for prompt in PROMPTS:
-            res = inference.steer(SteerRequest(prompt=prompt, features=[SteerFeature(feature_id=row.feature_id)],
-                                               mode="add", max_new_tokens=args.new_tokens, seed=16,
-                                               strength_multiplier=args.multiplier,
-                                               stop_at_eos=False))
-            s = res.summary[0]
-            strength = s.strength
-            mean_d += (s.mean_default or 0.0) / len(PROMPTS)
-            mean_s += s.mean_steered / len(PROMPTS)
-            mean_edit += s.mean_steered_after_edit / len(PROMPTS)
-            steered_probs = next_token_probs(source, prompt_tokens[prompt], row.feature_id, strength)
-            mass_d += default_probs[prompt][top_ids].sum().item() / len(PROMPTS)
-            mass_s += steered_probs[top_ids].sum().item() / len(PROMPTS)
-        ratio, evoked_ratio = _ratio(mean_edit, mean_d), _ratio(mean_s, mean_d)
-        ratios.append(ratio)
-        evoked_ratios.append(evoked_ratio)
-        shifts.append(mass_s > mass_d)
-        print(f"{row.feature_id:>7}  {row.label[:24]:<24} {strength:>8.2f}  {mean_d:>11.3f} {mean_edit:>10.3f} "
-              f"{ratio:>6.1f}  {mean_s:>11.3f} {evoked_ratio:>6.1f}  {mass_d:>21.4f} {mass_s:>8.4f}")
-    print(f"features with >= 3x activation on generated tokens: {sum(r >= 3 for r in ratios)}/{len(ratios)} as the "
-          f"model reads it (after the edit), {sum(r >= 3 for r in evoked_ratios)}/{len(evoked_ratios)} evoked by the "
-          f"steered text alone; next-token mass moved toward top logit tokens: {sum(shifts)}/{len(shifts)}")
+        high = measure(inference, source, row, top_ids[row.feature_id], args.multiplier * row.max_act, PROMPTS,
+                       args.new_tokens, prompt_tokens, default_probs)
+        at_max.append(high)
+        cal = measure(inference, source, row, top_ids[row.feature_id], row.calibrated_strength, PROMPTS,
+                      args.new_tokens, prompt_tokens, default_probs) if row.calibrated_strength else None
+        at_cal.append(cal)
+        cal_cols = (f"{cal.strength:>10.2f} {cal.evoked_ratio:>6.1f} {cal.read_ratio:>6.1f} {cal.mass_steered:>8.4f}"
+                    if cal else f"{'none':>10} {'':>6} {'':>6} {'':>8}")
+        print(f"{row.feature_id:>7}  {row.label[:20]:<20} {row.output_score or 0:>9.4f} | {high.strength:>7.2f} "
+              f"{high.evoked_ratio:>6.1f} {high.read_ratio:>6.1f} {high.mass_default:>14.4f} {high.mass_steered:>8.4f} "
+              f"| {cal_cols}")
+    n = len(chosen)
+    calibrated = [c for c in at_cal if c is not None]
+    # a feature without a calibrated strength counts as not evoked at it (the ladder found none)
+    print(f"evoked >= 3x (text before the edit): {sum(e.evoked_ratio >= 3 for e in at_max)}/{n} at max activation, "
+          f"{sum(c.evoked_ratio >= 3 for c in calibrated)}/{n} at the calibrated strength ({len(calibrated)} have one)")
+    print(f"top-token mass, steered / default (mean over features): {_mean_gain(at_max):.2f}x at max activation, "
+          f"{_mean_gain(calibrated):.2f}x at the calibrated strength")
+
+    # does the output score predict the effect? Spearman rho over features with a score, at max activation
+    if args.rho_features <= 0:
+        return
+    scored = [r for r in rows if r.output_score is not None]
+    sample = random.Random(args.seed + 1).sample(scored, min(args.rho_features, len(scored)))
+    top_ids.update({r.feature_id: [e.token_id for e in store.feature_page(r.feature_id).logit_pos] for r in sample})
+    effects = [measure(inference, source, r, top_ids[r.feature_id], args.multiplier * r.max_act, PROMPTS[:2],
+                       args.rho_new_tokens, prompt_tokens, default_probs) for r in sample]
+    scores = [r.output_score for r in sample]
+    print(f"\noutput score vs measured effect, {len(sample)} features, add at max activation, "
+          f"{args.rho_new_tokens} new tokens x {len(PROMPTS[:2])} prompts:")
+    print(f"{'measured effect':<44} {'Spearman rho':>12} {'p':>8}")
+    for name, values in (("top-token mass gain (steered / default)", [_gain(e) for e in effects]),
+                         ("top-token mass rise (steered - default)", [e.mass_steered - e.mass_default
+                                                                      for e in effects]),
+                         ("activation evoked, steered / default", [min(e.evoked_ratio, 1e6) for e in effects])):
+        rho, pval = spearmanr(scores, values)
+        print(f"{name:<44} {rho:>12.3f} {pval:>8.3g}")
+
+
+def _gain(e: Effect) -> float:
+    return e.mass_steered / e.mass_default if e.mass_default > 0 else float("inf")
+
+
+def _mean_gain(effects: list[Effect]) -> float:
+    gains = [_gain(e) for e in effects if e.mass_default > 0]
+    return sum(gains) / len(gains) if gains else float("nan")
 
 
 def _ratio(steered: float, default: float) -> float:

@@ -33,8 +33,9 @@ FEATURE = PageRef("feature", "Feature", ":material/insights:", "feature")
 MAP = PageRef("map", "Map", ":material/scatter_plot:", "map")
 TRACE = PageRef("trace", "Trace", ":material/manage_search:", "trace")
 STEER = PageRef("steer", "Steer", ":material/tune:", "steer")
+CONCEPTS = PageRef("concepts", "Concepts", ":material/explore:", "concepts")
 LISTS = PageRef("lists", "Lists", ":material/bookmarks:", "lists")
-ALL_PAGES = [FEATURES, FEATURE, MAP, TRACE, STEER, LISTS]
+ALL_PAGES = [FEATURES, FEATURE, MAP, TRACE, STEER, CONCEPTS, LISTS]
 
 
 def streamlit_pages() -> list[st.Page]:

@@ -211,7 +211,8 @@ class SteerVector(_Request):
                                             "vector); added as strength x vector at the steered positions in every "
                                             "mode.")
     strength: float = Field(1.0, ge=-MAX_ABS_STRENGTH, le=MAX_ABS_STRENGTH, allow_inf_nan=False,
-                            description="Multiplies the vector as given (not normalised).")
+                            description="Multiplies the vector as given (not normalised); 0 adds nothing but still "
+                                        "reports the generated tokens' projection on it (a probe).")
     name: str = Field("", max_length=200, description="Shown in the summary.")
 
     @field_validator("vector")
