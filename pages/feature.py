@@ -7,7 +7,7 @@ import streamlit as st
 
 from backend.errors import UserError
 from backend.payloads import FeatureQuery
-from ui import catalog, state
+from ui import catalog, url_state
 from ui.charts import BLUE, ORANGE, RED
 from ui.explanations_view import explanations_panel
 from ui.feature_view import (
@@ -30,7 +30,7 @@ SCOPE = "feature"
 
 ctx = page_frame(FEATURE)
 try:
-    feature_id = state.get_int("id")
+    feature_id = url_state.get_int("id")
     if feature_id is None:  # no id yet: the first live feature
         first = ctx.store.list_features(FeatureQuery(limit=1)).rows
         feature_id = first[0].feature_id if first else 0
@@ -39,7 +39,7 @@ except UserError as exc:
     st.error(md_escape(str(exc)), icon=":material/link_off:")
     link(FEATURE, "Open the first feature", {"id": 0}, icon=":material/arrow_forward:")
     st.stop()
-state.put("id", str(feature_id))
+url_state.put("id", str(feature_id))
 row = page.row
 team_label = ctx.team.get_labels([feature_id]).get(feature_id)
 shown = catalog.shown_labels(ctx, [row])[feature_id]  # team > best-scored explanation > top tokens
@@ -56,8 +56,8 @@ with st.container(horizontal=True, vertical_alignment="center", gap="small"):
         link(FEATURE, f"#{feature_id + 1}", {"id": feature_id + 1}, icon=":material/chevron_right:",
              icon_position="right", help="Next feature")
     if st.button("", icon=":material/casino:", help="Random live feature", key="random_feature"):
-        state.put("id", str(ctx.store.random_feature_id()))
-        state.put("text", None)
+        url_state.put("id", str(ctx.store.random_feature_id()))
+        url_state.put("text", None)
         st.rerun()
     share_slot = st.container(width="content")
 
@@ -95,7 +95,7 @@ with label_col, st.form(f"label_form.{feature_id}", border=False), \
 with list_col:
     add_to_list_popover(ctx, [feature_id], key=f"feature.{feature_id}")
 with steer_col:
-    link(STEER, "Steer with it", {"f": feature_id, "prompt": state.get_str("text")}, icon=":material/tune:")
+    link(STEER, "Steer with it", {"f": feature_id, "prompt": url_state.get_str("text")}, icon=":material/tune:")
 
 explanations_panel(catalog.explanations(ctx).for_feature(feature_id), shown)
 
@@ -106,8 +106,8 @@ with left:
     examples_panel(page, shade)
     st.markdown("**Try it on your text**")
     with st.form("try_form", border=False):
-        text = state.url_text(SCOPE, "text", st.text_area, "Text", height=90, label_visibility="collapsed",
-                              placeholder="Paste text to see this feature's activation on every token")
+        text = url_state.url_text(SCOPE, "text", st.text_area, "Text", height=90, label_visibility="collapsed",
+                                  placeholder="Paste text to see this feature's activation on every token")
         st.form_submit_button("Run", icon=":material/play_arrow:")
     try_slot = st.container()  # filled last, so the model call never holds back the rest of the page
 

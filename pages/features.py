@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from backend.payloads import FeatureQuery
-from ui import catalog, state
+from ui import catalog, url_state
 from ui.feedback import reported_errors
 from ui.frame import page_frame
 from ui.html import plain_token
@@ -28,11 +28,12 @@ share_slot = page_header(
 
 search_col, sort_col, order_col, random_col = st.columns([5, 2.2, 1.3, 1.8], vertical_alignment="bottom")
 with search_col:
-    search = state.url_text(SCOPE, "q", st.text_input, "Search labels and tokens", placeholder="e.g. bracket, def, 42")
+    search = url_state.url_text(SCOPE, "q", st.text_input, "Search labels and tokens",
+                                placeholder="e.g. bracket, def, 42")
 with sort_col:
-    sort = state.url_choice(SCOPE, "sort", "Sort by", SORTS, "feature_id")
+    sort = url_state.url_choice(SCOPE, "sort", "Sort by", SORTS, "feature_id")
 with order_col:
-    descending = state.url_toggle(SCOPE, "desc", "Descending")
+    descending = url_state.url_toggle(SCOPE, "desc", "Descending")
 with random_col:
     if st.button("Random feature", icon=":material/casino:", width="stretch"):
         go(FEATURE, {"id": ctx.store.random_feature_id()})
@@ -40,24 +41,25 @@ with random_col:
 low_col, high_col, f1_col, out_col, steer_col, dead_col, caption_col, pager_col = st.columns(
     [1.5, 1.5, 1.5, 1.5, 1.4, 1.1, 2.6, 1.1], vertical_alignment="bottom")
 with low_col:
-    min_density = state.url_number(SCOPE, "dmin", "Min density", 0.0, 0.0, 1.0, step=0.001, format="%g")
+    min_density = url_state.url_number(SCOPE, "dmin", "Min density", 0.0, 0.0, 1.0, step=0.001, format="%g")
 with high_col:
-    max_density = state.url_number(SCOPE, "dmax", "Max density", 1.0, 0.0, 1.0, step=0.01, format="%g")
+    max_density = url_state.url_number(SCOPE, "dmax", "Max density", 1.0, 0.0, 1.0, step=0.01, format="%g")
 with f1_col:
-    min_f1 = state.url_number(SCOPE, "f1min", "Min explanation F1", 0.0, 0.0, 1.0, step=0.05, format="%g",
-                              help="Only features whose best explanation scores at least this F1 on held-out tokens.")
+    min_f1 = url_state.url_number(
+        SCOPE, "f1min", "Min explanation F1", 0.0, 0.0, 1.0, step=0.05, format="%g",
+        help="Only features whose best explanation scores at least this F1 on held-out tokens.")
 with out_col:
-    min_output = state.url_number(SCOPE, "omin", "Min output score", 0.0, 0.0, 1.0, step=0.01, format="%g",
-                                  help="Steerability (Arad et al. 2025): how much adding the feature raises the "
-                                       "probability of the tokens it promotes. High output scores steer well.")
+    min_output = url_state.url_number(SCOPE, "omin", "Min output score", 0.0, 0.0, 1.0, step=0.01, format="%g",
+                                      help="Steerability (Arad et al. 2025): how much adding the feature raises the "
+                                           "probability of the tokens it promotes. High output scores steer well.")
 with steer_col:
-    steerable = state.url_toggle(SCOPE, "steerable", "Steerable only",
-                                 help="Only features with a calibrated strength: adding them at that strength made "
-                                      "the generated text evoke them at least 3x more than the default text.")
+    steerable = url_state.url_toggle(SCOPE, "steerable", "Steerable only",
+                                     help="Only features with a calibrated strength: adding them at that strength made "
+                                          "the generated text evoke them at least 3x more than the default text.")
 with dead_col:
-    show_dead = state.url_toggle(SCOPE, "dead", "Show dead")
+    show_dead = url_state.url_toggle(SCOPE, "dead", "Show dead")
 with pager_col:
-    page_number = state.url_number(SCOPE, "page", "Page", 1, lo=1, step=1)
+    page_number = url_state.url_number(SCOPE, "page", "Page", 1, lo=1, step=1)
 listing = None
 with reported_errors():
     if min_density > max_density:

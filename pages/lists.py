@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from backend.errors import UserError
-from ui import catalog, lists_view, state
+from ui import catalog, lists_view, url_state
 from ui.feedback import flash, reported_errors
 from ui.frame import page_frame
 from ui.html import md_escape
@@ -19,7 +19,7 @@ SCOPE = "lists"
 ctx = page_frame(LISTS)
 share_slot = page_header("Lists", "Shared with everyone who browses this index on this server. Save features "
                          "from a feature page or a map selection.")
-quick = state.lenient(lambda: lists_view.parse_quick_list(state.get_str("quick"), ctx.info.d_sae), [])
+quick = url_state.lenient(lambda: lists_view.parse_quick_list(url_state.get_str("quick"), ctx.info.d_sae), [])
 if quick:  # a list carried in the link: shown on its own, saved only on request
     lists_view.quick_list_panel(ctx, quick)
     share_box(share_slot)
@@ -36,7 +36,7 @@ with side:
         if st.form_submit_button("Create", icon=":material/add:"):
             with reported_errors():
                 created = ctx.team.create_list(name, description, author=author_name())
-                state.put("list", str(created.list_id))
+                url_state.put("list", str(created.list_id))
                 flash(f"Created '{md_escape(created.name)}'.")
                 st.rerun()
     lists_view.team_transfer_panel(ctx)
@@ -49,17 +49,17 @@ if not team_lists:
 
 ids = [t.list_id for t in team_lists]
 by_id = {t.list_id: t for t in team_lists}
-wanted = state.lenient(lambda: state.get_int("list", ids[0], lo=0), ids[0])
+wanted = url_state.lenient(lambda: url_state.get_int("list", ids[0], lo=0), ids[0])
 if wanted not in by_id:
     main.error(f"List {wanted} does not exist (it may have been deleted); showing '{md_escape(team_lists[0].name)}'.",
                icon=":material/link_off:")
     wanted = ids[0]
 with picker_slot:
-    chosen_id = state.url_widget(
+    chosen_id = url_state.url_widget(
         SCOPE, "list", wanted, None,
         lambda key: st.radio("Lists", ids, key=key,
                              format_func=lambda i: f"{md_escape(by_id[i].name)} ({by_id[i].item_count})"),
-        state.encode_number,
+        url_state.encode_number,
     )
 chosen = by_id[chosen_id]
 
@@ -120,7 +120,7 @@ with main:
             except UserError as exc:
                 st.error(md_escape(str(exc)))
             else:
-                state.put("list", None)
+                url_state.put("list", None)
                 flash(f"Deleted '{md_escape(chosen.name)}'.")
                 st.rerun()
 

@@ -7,7 +7,7 @@ import streamlit as st
 
 from backend.errors import UserError
 from backend.inference.schemas import TraceRequest
-from ui import live, state, trace_view
+from ui import live, trace_view, url_state
 from ui.feedback import reported_errors
 from ui.frame import page_frame
 from ui.html import md_escape
@@ -21,23 +21,25 @@ share_slot = page_header("Trace a prompt", "Which features fire on each token, w
                          "and which push the next-token prediction.")
 
 with st.form("trace_form", border=False):
-    prompt = state.url_text(SCOPE, "prompt", st.text_area, "Prompt", height=110,
-                            placeholder="Type or paste text to trace")
+    prompt = url_state.url_text(SCOPE, "prompt", st.text_area, "Prompt", height=110,
+                                placeholder="Type or paste text to trace")
     density_col, top_col, bos_col, run_col = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
     with density_col:
-        density = state.url_number(SCOPE, "density", "Hide features denser than (0 = off)", 0.0, 0.0, 1.0,
-                                   step=0.01, format="%g", help="Dense features fire almost everywhere and say little.")
+        density = url_state.url_number(SCOPE, "density", "Hide features denser than (0 = off)", 0.0, 0.0, 1.0,
+                                       step=0.01, format="%g",
+                                       help="Dense features fire almost everywhere and say little.")
     with top_col:
-        top_n = state.url_number(SCOPE, "n", "Features to rank", *state.field_bounds(TraceRequest, "top_n"), step=5)
+        top_n = url_state.url_number(SCOPE, "n", "Features to rank", *url_state.field_bounds(TraceRequest, "top_n"),
+                                     step=5)
     with bos_col:
-        ignore_bos = state.url_widget(
-            SCOPE, "bos", state.lenient(lambda: not state.get_bool("bos", False), True), True,
-            lambda key: st.toggle("Leave out BOS / special tokens", key=key), lambda v: state.encode_bool(not v),
+        ignore_bos = url_state.url_widget(
+            SCOPE, "bos", url_state.lenient(lambda: not url_state.get_bool("bos", False), True), True,
+            lambda key: st.toggle("Leave out BOS / special tokens", key=key), lambda v: url_state.encode_bool(not v),
         )
     run_col.form_submit_button("Trace", icon=":material/play_arrow:", type="primary", width="stretch")
 
-position = state.lenient(lambda: state.get_int("pos", None, lo=0), None)
-highlight = state.lenient(lambda: state.get_int("hl", None, 0, ctx.info.d_sae - 1), None)
+position = url_state.lenient(lambda: url_state.get_int("pos", None, lo=0), None)
+highlight = url_state.lenient(lambda: url_state.get_int("hl", None, 0, ctx.info.d_sae - 1), None)
 if prompt.strip():
     with reported_errors():
         # Without a chosen feature, the engine shades by the prompt's top feature in the same call.
@@ -60,22 +62,22 @@ if prompt.strip():
         strip_col, pick_col = st.columns([3, 1], vertical_alignment="top")
         with pick_col:
             shown = highlight if highlight is not None else default_highlight
-            picked = state.url_widget(
+            picked = url_state.url_widget(
                 SCOPE, "hl", shown, default_highlight,
                 lambda key: st.selectbox(
                     "Shade tokens by", trace_view.highlight_choices(result, shown), key=key,
                     format_func=lambda i: f"#{i} {labels.get(i, '')}",
                 ),
-                state.encode_number,
+                url_state.encode_number,
             )
         if picked != shown:
             st.rerun()  # re-trace with the newly picked feature's per-token values
         strip_col.html(trace_view.prompt_strip(result, labels, selected))
-        chosen = state.url_widget(
+        chosen = url_state.url_widget(
             SCOPE, "pos", selected, len(result.tokens) - 1,
             lambda key: st.pills("Token", list(range(len(result.tokens))), key=key,
                                  format_func=trace_view.token_pills_format(result), label_visibility="collapsed"),
-            state.encode_number,
+            url_state.encode_number,
         )
         if chosen is not None and chosen != selected:
             st.rerun()  # re-trace so the prediction and direct effects follow the chosen token
