@@ -7,7 +7,7 @@ import streamlit as st
 
 from backend.map_layout import Viewport
 from backend.payloads import FeatureQuery
-from ui import catalog, url_state
+from ui import url_state
 from ui.frame import page_frame
 from ui.html import md_escape
 from ui.lists_view import MAX_QUICK_LIST, add_to_list_popover, features_summary_table, quick_list_url
@@ -30,7 +30,7 @@ with dead_col:
 
 matches: set[int] = set()
 if search.strip():
-    found = catalog.list_features(ctx, FeatureQuery(search=search, hide_dead=not show_dead, limit=5000))
+    found = ctx.catalog.list_features(FeatureQuery(search=search, hide_dead=not show_dead, limit=5000))
     matches = {f.feature_id for f in found.features}
     st.caption(f"{len(matches):,} features match '{md_escape(search)}'.")
 
@@ -60,7 +60,7 @@ if len(selected) > MAX_SELECTION:
     st.info(f"{len(selected):,} features selected: zoom to the box or draw a smaller one to save them as a list "
             f"(at most {MAX_SELECTION:,}).", icon=":material/select_all:")
 elif selected:
-    rows = catalog.name(ctx, list(ctx.store.feature_rows(selected).values()))
+    rows = ctx.catalog.name(list(ctx.store.feature_rows(selected).values()))
     info_col, share_col, save_col = st.columns([3, 1.3, 1.3], vertical_alignment="center")
     info_col.markdown(f"**{len(selected):,} features selected**")
     if quick_url := quick_list_url(sorted(selected)):

@@ -3,12 +3,10 @@ check that the steered features really fired more on the steered text."""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from backend.inference.schemas import SteerFeature, SteerRequest
-from backend.payloads import FeatureQuery
-from ui import catalog, live, steer_view, url_state
+from ui import live, steer_view, url_state
 from ui.feedback import reported_errors
 from ui.frame import page_frame
 from ui.navigation import STEER, page_header, share_box
@@ -30,40 +28,17 @@ share_slot = page_header("Steer", "Add a feature's decoder direction while gener
                          "feature 3x), or its max activation when it has none.")
 
 targets: list[SteerTarget] = url_state.lenient(lambda: steer_view.parse_targets(url_state.get_str("f")), [])
-labels = catalog.labels_for(ctx, [t.feature_id for t in targets])
+labels = ctx.catalog.labels_for([t.feature_id for t in targets])
 
-# ---- add a feature by id or by search (outside the form: it changes the rows of the editor) ----------
-find_col, match_col, add_col = st.columns([2, 3, 1], vertical_alignment="bottom")
-find = find_col.text_input("Add a feature", placeholder="id, or words from a label or token", key="steer.find")
-matches = catalog.list_features(ctx, FeatureQuery(search=find, limit=25, sort="max_act", descending=True)).features \
-    if find.strip() else []
-picked = match_col.selectbox("Matches", matches, format_func=lambda f: f"#{f.feature_id} · {f.label}",
-                             disabled=not matches, placeholder="no match" if find.strip() else "type to search")
-if add_col.button("Add", icon=":material/add:", disabled=picked is None, width="stretch") and picked is not None:
-    if picked.feature_id not in {t.feature_id for t in targets}:
-        url_state.put("f", steer_view.encode_targets([*targets, SteerTarget(picked.feature_id, None)]))
-    st.rerun()
+steer_view.feature_finder(ctx, targets)
 
 # ---- the request ---------------------------------------------------------------------------------------
 with st.form("steer_form", border=False):
     prompt = url_state.url_text(SCOPE, "prompt", st.text_area, "Prompt", height=90, placeholder="Text to continue")
     editor_col, settings_col = st.columns([3, 2], gap="large")
     with editor_col:
-        editor = pd.DataFrame({
-            "feature": pd.Series([t.feature_id for t in targets], dtype="Int64"),
-            "label": [labels.get(t.feature_id, "") for t in targets],
-            "strength": pd.Series([t.strength for t in targets], dtype="Float64"),
-        })
-        edited = st.data_editor(
-            editor, num_rows="dynamic", hide_index=True, width="stretch",
-            key=f"steer.features.{url_state.get_str('f')}",
-            column_config={
-                "feature": st.column_config.NumberColumn("feature id", min_value=0, max_value=ctx.info.d_sae - 1,
-                                                         step=1, format="%d", required=True),
-                "label": st.column_config.TextColumn("label", disabled=True),
-                "strength": st.column_config.NumberColumn("strength (empty = index default)", format="%.2f"),
-            },
-        )
+        edited_targets = steer_view.targets_editor(targets, labels, ctx.info.d_sae,
+                                                   key=f"steer.features.{url_state.get_str('f')}")
     with settings_col:
         # defaults and bounds come from SteerRequest, so the form offers exactly what the engine accepts
         mode = url_state.url_choice(SCOPE, "mode", "Mode", MODES, request_field("mode").default, st.segmented_control,
@@ -90,8 +65,7 @@ with st.form("steer_form", border=False):
     submitted = st.form_submit_button("Steer", icon=":material/play_arrow:", type="primary")
 
 if submitted:  # the editor's rows become the URL's `f`, so the link reproduces them
-    new_targets = steer_view.targets_from_editor(edited)
-    encoded = steer_view.encode_targets(new_targets)
+    encoded = steer_view.encode_targets(edited_targets)
     if encoded != url_state.get_str("f"):
         url_state.put("f", encoded)
         st.rerun()

@@ -32,10 +32,9 @@ with st.form("trace_form", border=False):
         top_n = url_state.url_number(SCOPE, "n", "Features to rank", *url_state.field_bounds(TraceRequest, "top_n"),
                                      step=5)
     with bos_col:
-        ignore_bos = url_state.url_widget(
-            SCOPE, "bos", url_state.lenient(lambda: not url_state.get_bool("bos", False), True), True,
-            lambda key: st.toggle("Leave out BOS / special tokens", key=key), lambda v: url_state.encode_bool(not v),
-        )
+        # bos=1 in a link has always meant "count them", so the toggle says the same (off by default)
+        include_bos = url_state.url_toggle(SCOPE, "bos", "Rank BOS / special tokens too",
+                                           help="Off: the prompt's rankings leave BOS and other special tokens out.")
     run_col.form_submit_button("Trace", icon=":material/play_arrow:", type="primary", width="stretch")
 
 position = url_state.lenient(lambda: url_state.get_int("pos", None, lo=0), None)
@@ -44,7 +43,7 @@ if prompt.strip():
     with reported_errors():
         # Without a chosen feature, the engine shades by the prompt's top feature in the same call.
         request = TraceRequest(prompt=prompt, top_k=PER_TOKEN, top_n=top_n, density_threshold=density or None,
-                               ignore_bos=ignore_bos, position=position,
+                               ignore_bos=not include_bos, position=position,
                                feature_ids=[] if highlight is None else [highlight],
                                trace_top_feature=highlight is None)
         try:

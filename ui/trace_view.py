@@ -7,7 +7,7 @@ import streamlit as st
 
 from backend.inference.schemas import FeatureValue, PromptFeature, TokenInfo, TraceResponse
 from backend.tokens import visible_whitespace
-from ui import catalog, charts
+from ui import charts
 from ui.charts import EffectBar
 from ui.html import Shade, StripToken, chip, esc, md_escape, plain_token, token_strip
 from ui.navigation import FEATURE_LINK_COLUMN, feature_links
@@ -116,4 +116,4 @@ def prediction_panel(result: TraceResponse, labels: dict[int, str]) -> None:
 
 
 def feature_labels(ctx: IndexContext, result: TraceResponse) -> dict[int, str]:
-    return catalog.labels_for(ctx, all_feature_ids(result))
+    return ctx.catalog.labels_for(all_feature_ids(result))
