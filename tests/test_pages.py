@@ -218,6 +218,25 @@ def test_trace_page_restores_prompt_token_and_filters(index, open_page):
     assert "the model predicts" in rendered(at)
 
 
+def test_the_trace_toggle_and_its_link_agree_on_bos_and_old_links_still_count_it(index, open_page):
+    def ranked_positions(at: AppTest) -> set[int]:
+        return {int(t.split(":")[0]) for t in at.dataframe[1].value["at token"]}
+
+    prompt = "import os\nimport sys"
+    counted = open_page("trace", prompt=prompt, n=200, bos=1)  # a link written before the toggle was renamed
+    assert_clean(counted)
+    assert counted.toggle(key="trace.bos").value is True and 0 in ranked_positions(counted)
+    left_out = open_page("trace", prompt=prompt, n=200)
+    assert_clean(left_out)
+    assert left_out.toggle(key="trace.bos").value is False and 0 not in ranked_positions(left_out)
+    assert "bos" not in share_link(left_out)
+    left_out.toggle(key="trace.bos").set_value(True)
+    next(b for b in left_out.button if b.label == "Trace").click().run()  # the toggle sits in the form
+    assert_clean(left_out)
+    assert left_out.query_params["bos"] == "1" and share_link(left_out)["bos"] == ["1"]
+    assert 0 in ranked_positions(left_out)
+
+
 def test_trace_page_shades_by_the_top_feature_in_one_model_call(index, open_page, monkeypatch):
     from backend.inference.engine import LocalInference
 
