@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from backend.errors import UserError
 from backend.inference.schemas import TraceRequest
-from ui import live, trace_view, url_state
+from ui import trace_view, url_state
 from ui.feedback import reported_errors
 from ui.frame import page_frame
 from ui.html import md_escape
@@ -46,14 +45,7 @@ if prompt.strip():
                                ignore_bos=not include_bos, position=position,
                                feature_ids=[] if highlight is None else [highlight],
                                trace_top_feature=highlight is None)
-        try:
-            result = live.trace(ctx, request)
-        except UserError as exc:
-            if position is None:
-                raise
-            # e.g. a link's token position after the prompt was edited
-            st.warning(f"{md_escape(str(exc))} Showing the last token instead.")
-            result = live.trace(ctx, request.model_copy(update={"position": None}))
+        result = trace_view.trace_or_last_token(ctx, request)
         default_highlight = result.top_by_max[0].feature_id if result.top_by_max else None
         labels = trace_view.feature_labels(ctx, result)
         selected = result.prediction.position
@@ -90,16 +82,7 @@ if prompt.strip():
             st.markdown("**Next-token prediction**")
             trace_view.prediction_panel(result, labels)
 
-        st.markdown("**The prompt's top features**")
-        if result.hidden_by_density:
-            st.caption(f"{result.hidden_by_density} active features denser than {density:g} are hidden.")
-        if density and not result.density_filter_applied:
-            st.caption("The density filter was not applied: the engine has no index statistics.")
-        by_max, by_sum = st.tabs(["By max activation", "By total activation"])
-        with by_max:
-            trace_view.prompt_features_table(result.top_by_max, result, labels)
-        with by_sum:
-            trace_view.prompt_features_table(result.top_by_sum, result, labels)
+        trace_view.prompt_features_panel(result, labels, density)
 else:
     st.info("Enter a prompt and press Trace.", icon=":material/keyboard:")
 

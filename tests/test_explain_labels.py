@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 # the page fixtures (a private index copy, a fresh app session) are test_pages.py's own
-from test_pages import assert_clean, index, launcher, open_page, rendered  # noqa: E402, F401
+from test_pages import assert_clean, index, open_page, rendered  # noqa: E402, F401
 
 from backend.explain.models import LLM, RULES, Explanation  # noqa: E402
 from backend.explain.scoring import balanced_score  # noqa: E402

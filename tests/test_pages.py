@@ -24,6 +24,7 @@ from backend.team import TeamStore
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "pages"
+APP = ROOT / "app.py"  # AppTest starts where `streamlit run` does
 HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
 HOSTILE_PROMPT = '<script>"><img onerror=x>'  # short enough for the tiny model's 32-token context
 RAW_TAGS = ("<script", "<img")
@@ -43,7 +44,7 @@ def open_page(index):
     """open_page("feature", id=3): a fresh session on that page of the app, with those URL parameters."""
 
     def open_(page: str, **params: object) -> AppTest:
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+        at = AppTest.from_file(str(APP), default_timeout=180)
         at.run()  # the first run registers the pages, so switch_page can find them
         at.switch_page(str(PAGES / f"{page}.py"))
         for key, value in params.items():
