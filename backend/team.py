@@ -98,6 +98,14 @@ class ListItem(BaseModel):
     note_by: str = ""
 
 
+class ItemEdit(BaseModel):
+    """One edited row of a list: its new note, or its removal."""
+
+    feature_id: int
+    note: str = ""
+    remove: bool = False
+
+
 class ExportedItem(BaseModel):
     feature_id: int
     label: str = Field(description="team label if set, else the automatic label the page passed in")
@@ -290,23 +298,24 @@ class TeamStore:
         self._write(upsert)
         return items
 
-    def set_note(self, list_id: int, feature_id: int, note: str, author: str = "") -> None:
-        note = _clean(note, MAX_NOTE_CHARS, "note")
+    def edit_list(self, list_id: int, edits: list[ItemEdit], author: str = "") -> None:
+        """Apply a list's edited rows (new notes, removals) in one transaction: all land or none does."""
+        notes = {e.feature_id: _clean(e.note, MAX_NOTE_CHARS, "note") for e in edits if not e.remove}
 
-        def update(con: sqlite3.Connection) -> None:
-            cur = con.execute("UPDATE list_items SET note = ?, note_by = ? WHERE list_id = ? AND feature_id = ?",
-                              (note, author.strip(), list_id, feature_id))
-            if cur.rowcount == 0:
-                raise NotFoundError(f"Feature {feature_id} is not in list {list_id}.")
+        def apply(con: sqlite3.Connection) -> None:
+            if con.execute("SELECT 1 FROM lists WHERE list_id = ?", (list_id,)).fetchone() is None:
+                raise _missing_list(list_id)
+            for edit in edits:
+                if edit.remove:
+                    con.execute("DELETE FROM list_items WHERE list_id = ? AND feature_id = ?",
+                                (list_id, edit.feature_id))
+                    continue
+                cur = con.execute("UPDATE list_items SET note = ?, note_by = ? WHERE list_id = ? AND feature_id = ?",
+                                  (notes[edit.feature_id], author.strip(), list_id, edit.feature_id))
+                if cur.rowcount == 0:
+                    raise NotFoundError(f"Feature {edit.feature_id} is not in list {list_id}.")
 
-        self._write(update)
-
-    def remove_from_list(self, list_id: int, feature_id: int) -> None:
-        self._write(
-            lambda con: con.execute(
-                "DELETE FROM list_items WHERE list_id = ? AND feature_id = ?", (list_id, feature_id)
-            )
-        )
+        self._write(apply)
 
     def list_items(self, list_id: int) -> list[ListItem]:
         self.get_list(list_id)

@@ -4,10 +4,14 @@ through `backend.sources`. Built in about a second; nothing is mocked."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +118,30 @@ def wait_until_answering(url: str, process: subprocess.Popen, timeout: float, lo
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s{_tail(log)}")
+
+
+@contextmanager
+def streamlit_server(app: Path, env: dict[str, str], log: Path, timeout: float = 90) -> Iterator[str]:
+    """`streamlit run app` headless on a free loopback port, with `env` added; yields its URL once it answers,
+    and stops it after."""
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true", "--server.port",
+             str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"],
+            cwd=app.parent, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(f"{url}/_stcore/health", proc, timeout=timeout, log=log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def _tail(log: Path | None) -> str:

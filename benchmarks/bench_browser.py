@@ -15,19 +15,16 @@ Without the index it builds the tests' tiny index in a temporary folder (seconds
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.testing import free_port, wait_until_answering  # noqa: E402
+from backend.testing import streamlit_server  # noqa: E402
 from benchmarks.common import ROOT  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -53,24 +50,6 @@ st.title("Bare page")
 st.plotly_chart(go.Figure(go.Bar(x=list(range(50)), y=list(range(50)))), config={"displayModeBar": False})
 """
 PLOTLY_READY = f"(n) => {IDLE} && document.querySelectorAll('.js-plotly-plot .main-svg').length >= 1"
-
-
-@contextmanager
-def streamlit_server(app: Path, env: dict[str, str], log: Path):
-    port = free_port()
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true", "--server.port",
-             str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"], cwd=app.parent, env={**os.environ, **env}, stdout=out,
-            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(f"{url}/_stcore/health", proc, timeout=90, log=log)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def tiny_index(folder: Path) -> Path:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from backend.concept_steering import SideBySideSettings
 from backend.concepts import METHODS
-from ui import concepts_view, identity, state
+from ui import concepts_view, identity, url_state
 from ui.concepts_view import DRAFT_KEY, ConceptForm
 from ui.feedback import flash, reported_errors
 from ui.frame import page_frame
@@ -22,7 +22,7 @@ share_slot = page_header("Concepts", "Two sets of prompts, with and without a co
                          "hook: the mean difference of their activations (CAA), or the concept's mean minus the "
                          "dataset's mean (mean-centring). See which features it is made of, and steer with it.")
 store = concepts_view.store_for(ctx)
-concept_id = state.lenient(lambda: state.get_int("id", None, lo=1), None)
+concept_id = url_state.lenient(lambda: url_state.get_int("id", None, lo=1), None)
 saved = None
 if concept_id is not None:
     with reported_errors():
@@ -52,7 +52,7 @@ if submitted:
         draft = concepts_view.compute(ctx, form, identity.author_name())
         st.session_state[DRAFT_KEY] = draft
         saved = None
-        state.put("id", None)
+        url_state.put("id", None)
 
 current = saved if saved is not None else (draft if concept_id is None else None)
 if current is None:
@@ -66,7 +66,7 @@ else:
             if save_col.button("Save for the team", icon=":material/save:"):
                 stored = store.save(current)
                 st.session_state.pop(DRAFT_KEY, None)
-                state.put("id", str(stored.concept_id))
+                url_state.put("id", str(stored.concept_id))
                 flash(f"Saved '{md_escape(stored.name)}' as concept {stored.concept_id}.")
                 st.rerun()
         else:
@@ -82,15 +82,16 @@ else:
 
         st.markdown("#### Steer side by side")
         with st.form("concept_steer", border=False):
-            prompt = state.url_text(SCOPE, "prompt", st.text_area, "Prompt", height=70, placeholder="Text to continue")
+            prompt = url_state.url_text(SCOPE, "prompt", st.text_area, "Prompt", height=70,
+                                        placeholder="Text to continue")
             s_col, k_col, n_col = st.columns(3)
             with s_col:
-                strength = state.url_number(SCOPE, "s", "Strength (× the vector)", 4.0, -100.0, 100.0, step=0.5,
-                                            format="%g")
+                strength = url_state.url_number(SCOPE, "s", "Strength (× the vector)", 4.0, -100.0, 100.0, step=0.5,
+                                                format="%g")
             with k_col:
-                k = state.url_number(SCOPE, "k", "Features in the reconstruction", 5, 1, 20, step=1)
+                k = url_state.url_number(SCOPE, "k", "Features in the reconstruction", 5, 1, 20, step=1)
             with n_col:
-                new_tokens = state.url_number(SCOPE, "n", "New tokens", 24, 1, 128, step=8)
+                new_tokens = url_state.url_number(SCOPE, "n", "New tokens", 24, 1, 128, step=8)
             st.form_submit_button("Steer", icon=":material/play_arrow:")
         if prompt.strip():
             result = concepts_view.side_by_side(ctx, current, dec, SideBySideSettings(prompt, strength, k, new_tokens))

@@ -7,7 +7,7 @@ import streamlit as st
 
 from backend.map_layout import Viewport
 from backend.payloads import FeatureQuery
-from ui import catalog, state
+from ui import url_state
 from ui.frame import page_frame
 from ui.html import md_escape
 from ui.lists_view import MAX_QUICK_LIST, add_to_list_popover, features_summary_table, quick_list_url
@@ -21,20 +21,20 @@ share_slot = page_header("Feature map", "UMAP of decoder directions. Hover a poi
 
 colour_col, search_col, dead_col = st.columns([2, 3, 1], vertical_alignment="bottom")
 with search_col:
-    search = state.url_text(SCOPE, "q", st.text_input, "Highlight features matching", placeholder="label or token")
+    search = url_state.url_text(SCOPE, "q", st.text_input, "Highlight features matching", placeholder="label or token")
 with colour_col:
     default_colour = "search" if search.strip() else "density"
-    colour = state.url_choice(SCOPE, "color", "Colour by", COLOUR_MODES, default_colour, st.segmented_control)
+    colour = url_state.url_choice(SCOPE, "color", "Colour by", COLOUR_MODES, default_colour, st.segmented_control)
 with dead_col:
-    show_dead = state.url_toggle(SCOPE, "dead", "Show dead")
+    show_dead = url_state.url_toggle(SCOPE, "dead", "Show dead")
 
 matches: set[int] = set()
 if search.strip():
-    found = catalog.list_features(ctx, FeatureQuery(search=search, hide_dead=not show_dead, limit=5000))
+    found = ctx.catalog.list_features(FeatureQuery(search=search, hide_dead=not show_dead, limit=5000))
     matches = {f.feature_id for f in found.features}
     st.caption(f"{len(matches):,} features match '{md_escape(search)}'.")
 
-viewport = state.lenient(lambda: Viewport.parse(v) if (v := state.get_str("view")) else None, None)
+viewport = url_state.lenient(lambda: Viewport.parse(v) if (v := url_state.get_str("view")) else None, None)
 view = build_map(ctx, colour, show_dead, matches, ctx.team.all_labels(), viewport)
 event = st.plotly_chart(
     view.figure, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
@@ -48,10 +48,10 @@ selected = features_in_box(ctx, picked.box, show_dead) if picked.box and view.de
 zoom_col, whole_col, count_col = st.columns([1.4, 1, 3], vertical_alignment="center")
 if picked.box and zoom_col.button(f"Zoom to this box ({len(selected):,} features)", icon=":material/zoom_in:",
                                   width="stretch"):
-    state.put("view", str(picked.box))
+    url_state.put("view", str(picked.box))
     st.rerun()
 if viewport and whole_col.button("Whole map", icon=":material/zoom_out_map:", width="stretch"):
-    state.put("view", None)
+    url_state.put("view", None)
     st.rerun()
 if view.decimated:
     count_col.caption(f"{view.in_view:,} features in view, {len(view.feature_ids):,} of them drawn over the "
@@ -60,7 +60,7 @@ if len(selected) > MAX_SELECTION:
     st.info(f"{len(selected):,} features selected: zoom to the box or draw a smaller one to save them as a list "
             f"(at most {MAX_SELECTION:,}).", icon=":material/select_all:")
 elif selected:
-    rows = catalog.name(ctx, list(ctx.store.feature_rows(selected).values()))
+    rows = ctx.catalog.name(list(ctx.store.feature_rows(selected).values()))
     info_col, share_col, save_col = st.columns([3, 1.3, 1.3], vertical_alignment="center")
     info_col.markdown(f"**{len(selected):,} features selected**")
     if quick_url := quick_list_url(sorted(selected)):

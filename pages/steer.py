@@ -3,12 +3,10 @@ check that the steered features really fired more on the steered text."""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from backend.inference.schemas import SteerFeature, SteerRequest
-from backend.payloads import FeatureQuery
-from ui import catalog, live, state, steer_view
+from ui import live, steer_view, url_state
 from ui.feedback import reported_errors
 from ui.frame import page_frame
 from ui.navigation import STEER, page_header, share_box
@@ -19,8 +17,8 @@ MODES = {"add": "Add", "clamp": "Clamp", "ablate": "Ablate"}
 POSITIONS = {"all": "Every token", "generated": "Generated tokens only"}
 
 
-def request_field(name: str) -> state.FieldBounds:
-    return state.field_bounds(SteerRequest, name)
+def request_field(name: str) -> url_state.FieldBounds:
+    return url_state.field_bounds(SteerRequest, name)
 
 
 ctx = page_frame(STEER)
@@ -29,70 +27,47 @@ share_slot = page_header("Steer", "Add a feature's decoder direction while gener
                          "to use the index's calibrated strength (the smallest that made steered text evoke the "
                          "feature 3x), or its max activation when it has none.")
 
-targets: list[SteerTarget] = state.lenient(lambda: steer_view.parse_targets(state.get_str("f")), [])
-labels = catalog.labels_for(ctx, [t.feature_id for t in targets])
+targets: list[SteerTarget] = url_state.lenient(lambda: steer_view.parse_targets(url_state.get_str("f")), [])
+labels = ctx.catalog.labels_for([t.feature_id for t in targets])
 
-# ---- add a feature by id or by search (outside the form: it changes the rows of the editor) ----------
-find_col, match_col, add_col = st.columns([2, 3, 1], vertical_alignment="bottom")
-find = find_col.text_input("Add a feature", placeholder="id, or words from a label or token", key="steer.find")
-matches = catalog.list_features(ctx, FeatureQuery(search=find, limit=25, sort="max_act", descending=True)).features \
-    if find.strip() else []
-picked = match_col.selectbox("Matches", matches, format_func=lambda f: f"#{f.feature_id} · {f.label}",
-                             disabled=not matches, placeholder="no match" if find.strip() else "type to search")
-if add_col.button("Add", icon=":material/add:", disabled=picked is None, width="stretch") and picked is not None:
-    if picked.feature_id not in {t.feature_id for t in targets}:
-        state.put("f", steer_view.encode_targets([*targets, SteerTarget(picked.feature_id, None)]))
-    st.rerun()
+steer_view.feature_finder(ctx, targets)
 
 # ---- the request ---------------------------------------------------------------------------------------
 with st.form("steer_form", border=False):
-    prompt = state.url_text(SCOPE, "prompt", st.text_area, "Prompt", height=90, placeholder="Text to continue")
+    prompt = url_state.url_text(SCOPE, "prompt", st.text_area, "Prompt", height=90, placeholder="Text to continue")
     editor_col, settings_col = st.columns([3, 2], gap="large")
     with editor_col:
-        editor = pd.DataFrame({
-            "feature": pd.Series([t.feature_id for t in targets], dtype="Int64"),
-            "label": [labels.get(t.feature_id, "") for t in targets],
-            "strength": pd.Series([t.strength for t in targets], dtype="Float64"),
-        })
-        edited = st.data_editor(
-            editor, num_rows="dynamic", hide_index=True, width="stretch", key=f"steer.features.{state.get_str('f')}",
-            column_config={
-                "feature": st.column_config.NumberColumn("feature id", min_value=0, max_value=ctx.info.d_sae - 1,
-                                                         step=1, format="%d", required=True),
-                "label": st.column_config.TextColumn("label", disabled=True),
-                "strength": st.column_config.NumberColumn("strength (empty = index default)", format="%.2f"),
-            },
-        )
+        edited_targets = steer_view.targets_editor(targets, labels, ctx.info.d_sae,
+                                                   key=f"steer.features.{url_state.get_str('f')}")
     with settings_col:
         # defaults and bounds come from SteerRequest, so the form offers exactly what the engine accepts
-        mode = state.url_choice(SCOPE, "mode", "Mode", MODES, request_field("mode").default, st.segmented_control,
-                                help="add: + strength × decoder direction; clamp: set the activation to strength; "
-                                     "ablate: set it to 0.")
-        positions = state.url_choice(SCOPE, "at", "Positions", POSITIONS, request_field("positions").default,
-                                     st.segmented_control)
+        mode = url_state.url_choice(SCOPE, "mode", "Mode", MODES, request_field("mode").default, st.segmented_control,
+                                    help="add: + strength × decoder direction; clamp: set the activation to strength; "
+                                         "ablate: set it to 0.")
+        positions = url_state.url_choice(SCOPE, "at", "Positions", POSITIONS, request_field("positions").default,
+                                         st.segmented_control)
         tokens_col, temp_col, seed_col = st.columns(3)
         with tokens_col:
-            new_tokens = state.url_number(SCOPE, "n", "New tokens", *request_field("max_new_tokens"), step=8)
+            new_tokens = url_state.url_number(SCOPE, "n", "New tokens", *request_field("max_new_tokens"), step=8)
         with temp_col:
-            temperature = state.url_number(SCOPE, "temp", "Temperature", *request_field("temperature"), step=0.1,
-                                           format="%g", help="0 = greedy")
+            temperature = url_state.url_number(SCOPE, "temp", "Temperature", *request_field("temperature"), step=0.1,
+                                               format="%g", help="0 = greedy")
         with seed_col:
-            seed = state.url_number(SCOPE, "seed", "Seed", *request_field("seed"), step=1)
+            seed = url_state.url_number(SCOPE, "seed", "Seed", *request_field("seed"), step=1)
         with st.expander("More sampling settings"):
             top_p_field = request_field("top_p")  # gt=0: the form's floor is one step above it
-            top_p = state.url_number(SCOPE, "top_p", "Top-p", top_p_field.default, 0.01, top_p_field.hi, step=0.05,
-                                     format="%g")
-            freq_penalty = state.url_number(SCOPE, "fp", "Frequency penalty", *request_field("freq_penalty"),
-                                            step=0.1, format="%g")
-            multiplier = state.url_number(SCOPE, "mult", "Strength multiplier", *request_field("strength_multiplier"),
-                                          step=0.5, format="%g")
+            top_p = url_state.url_number(SCOPE, "top_p", "Top-p", top_p_field.default, 0.01, top_p_field.hi, step=0.05,
+                                         format="%g")
+            freq_penalty = url_state.url_number(SCOPE, "fp", "Frequency penalty", *request_field("freq_penalty"),
+                                                step=0.1, format="%g")
+            multiplier = url_state.url_number(SCOPE, "mult", "Strength multiplier",
+                                              *request_field("strength_multiplier"), step=0.5, format="%g")
     submitted = st.form_submit_button("Steer", icon=":material/play_arrow:", type="primary")
 
 if submitted:  # the editor's rows become the URL's `f`, so the link reproduces them
-    new_targets = steer_view.targets_from_editor(edited)
-    encoded = steer_view.encode_targets(new_targets)
-    if encoded != state.get_str("f"):
-        state.put("f", encoded)
+    encoded = steer_view.encode_targets(edited_targets)
+    if encoded != url_state.get_str("f"):
+        url_state.put("f", encoded)
         st.rerun()
 
 if not prompt.strip() or not targets:

@@ -222,7 +222,6 @@ def test_safetensors_export_names_the_hook(source, tmp_path):
 # ---- the page, under Streamlit's AppTest on the tiny index ----------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[1]
-LAUNCHER = f"import runpy, sys\nsys.path.insert(0, {str(ROOT)!r})\nrunpy.run_path({str(ROOT / 'app.py')!r})\n"
 
 
 @pytest.fixture()
@@ -231,11 +230,9 @@ def open_page(tiny_index, tmp_path, monkeypatch):
     index = tmp_path / "tiny.duckdb"
     shutil.copy(tiny_index, index)
     monkeypatch.setenv("SAE_EXPLORER_INDEX", str(index))
-    launcher = tmp_path / "launch_app.py"
-    launcher.write_text(LAUNCHER)
 
     def open_(**params: object) -> AppTest:
-        at = AppTest.from_file(str(launcher), default_timeout=180)
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
         at.run()
         at.switch_page(str(ROOT / "pages" / "concepts.py"))
         for key, value in params.items():

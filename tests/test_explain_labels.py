@@ -10,8 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 # the page fixtures (a private index copy, a fresh app session) are test_pages.py's own
-from test_pages import assert_clean, index, launcher, open_page, rendered  # noqa: E402, F401
+from test_pages import assert_clean, index, open_page, rendered  # noqa: E402, F401
 
+from backend.catalog import Catalog  # noqa: E402
 from backend.explain.models import LLM, RULES, Explanation  # noqa: E402
 from backend.explain.scoring import balanced_score  # noqa: E402
 from backend.explain.storage import ExplanationStore  # noqa: E402
@@ -56,6 +57,31 @@ def test_best_explanation_is_the_highest_score_of_any_method(tmp_path):
     store.replace_method(RULES, "", [explanation(1, "rule one again", 1)])
     assert {(e.method, e.text) for e in store.for_features([1, 2, 3])} == {
         (RULES, "rule one again"), (LLM, "llm one"), (LLM, "llm two")}
+
+
+def test_the_catalog_reads_the_three_stores_under_one_rule(index):  # noqa: F811
+    store, team = IndexStore.open(index), TeamStore.for_index(index)
+    a, b, c = store.list_features(FeatureQuery(limit=3)).rows
+    explained = ExplanationStore.for_index(index)
+    explained.replace_method(RULES, "", [explanation(a.feature_id, "rule a", 9), explanation(b.feature_id, "rule b", 4),
+                                         explanation(c.feature_id, "thin c", None)])
+    explained.put(explanation(b.feature_id, "llm b", 7, LLM, "qwen"))
+    team.set_label(a.feature_id, "team a", author="ana")
+    catalog = Catalog.for_index(index, store, team)
+
+    missing = store.d_sae  # an id the index does not have
+    assert catalog.labels_for([a.feature_id, b.feature_id, c.feature_id, missing]) == {
+        a.feature_id: "team a", b.feature_id: "llm b", c.feature_id: c.label, missing: ""}
+    named = catalog.name([a, b, c])
+    assert [(f.shown.source, f.explanation_score) for f in named] == [
+        ("team", explanation(a.feature_id, "", 9).score), ("explanation", explanation(b.feature_id, "", 7).score),
+        ("automatic", None)]
+    detail = catalog.label_detail(a)
+    assert (detail.shown.text, detail.team.author) == ("team a", "ana")
+    assert [e.text for e in detail.explanations] == ["rule a"]  # listed even though the team label wins
+    assert catalog.label_detail(c).team is None and catalog.label_detail(c).shown.source == "automatic"
+    found = catalog.list_features(FeatureQuery(search="llm b", limit=50))  # matched by its explanation only
+    assert [f.feature_id for f in found.features] == [b.feature_id] and found.total == 1
 
 
 def test_a_failed_write_leaves_the_previous_explanations(tmp_path):

@@ -24,19 +24,10 @@ from backend.team import TeamStore
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "pages"
-# AppTest starts from a one-line launcher in a folder without pages/: next to app.py, Streamlit would take
-# pages/ for an old-style page folder in every test run (a real server does so only for its first request).
-LAUNCHER = f"import runpy, sys\nsys.path.insert(0, {str(ROOT)!r})\nrunpy.run_path({str(ROOT / 'app.py')!r})\n"
+APP = ROOT / "app.py"  # AppTest starts where `streamlit run` does
 HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
 HOSTILE_PROMPT = '<script>"><img onerror=x>'  # short enough for the tiny model's 32-token context
 RAW_TAGS = ("<script", "<img")
-
-
-@pytest.fixture(scope="session")
-def launcher(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("launcher") / "launch_app.py"
-    path.write_text(LAUNCHER)
-    return path
 
 
 @pytest.fixture()
@@ -49,11 +40,11 @@ def index(tiny_index, tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture()
-def open_page(index, launcher):
+def open_page(index):
     """open_page("feature", id=3): a fresh session on that page of the app, with those URL parameters."""
 
     def open_(page: str, **params: object) -> AppTest:
-        at = AppTest.from_file(str(launcher), default_timeout=180)
+        at = AppTest.from_file(str(APP), default_timeout=180)
         at.run()  # the first run registers the pages, so switch_page can find them
         at.switch_page(str(PAGES / f"{page}.py"))
         for key, value in params.items():
@@ -83,6 +74,44 @@ def share_link(at: AppTest) -> dict[str, list[str]]:
 
 def widget(elements, label: str):
     return next(e for e in elements if e.label == label)
+
+
+# ---- Streamlit's pages/ folder -----------------------------------------------------------------------------
+
+PAGES_APP = """import streamlit as st
+st.session_state["entrypoint_ran"] = True
+st.navigation([st.Page("home.py", default=True), st.Page("FOLDER/other.py", url_path="other")]).run()
+"""
+OTHER_PAGE = """import streamlit as st
+st.markdown("through the entrypoint" if st.session_state.pop("entrypoint_ran", False) else "on its own")
+"""
+
+
+@pytest.mark.parametrize(("folder", "expected"), [("pages", "on its own"), ("views", "through the entrypoint")])
+def test_streamlit_runs_a_page_in_a_pages_folder_without_the_entrypoint(tmp_path, folder, expected):
+    """Pins the Streamlit behaviour that ui/frame._run_through_entrypoint works around: until st.navigation has
+    run in the process (AppTest: in the run), a page file in a folder named pages/ beside the entrypoint is run
+    on its own. When the `pages` case fails after a Streamlit upgrade, the work-around can go."""
+    (tmp_path / folder).mkdir()
+    (tmp_path / "app.py").write_text(PAGES_APP.replace("FOLDER", folder))
+    (tmp_path / "home.py").write_text("import streamlit as st\nst.session_state.pop('entrypoint_ran', None)\n")
+    (tmp_path / folder / "other.py").write_text(OTHER_PAGE)
+    at = AppTest.from_file(str(tmp_path / "app.py"))
+    at.run()
+    at.switch_page(f"{folder}/other.py")
+    at.run()
+    assert not at.exception
+    assert [m.value for m in at.markdown] == [expected]
+
+
+def test_a_page_run_on_its_own_is_drawn_once_inside_the_frame(index, open_page):
+    """Every AppTest run starts in that legacy mode, so every page test here goes through the work-around;
+    this one checks it draws the page once (the bare run stops before drawing anything) with the frame's
+    sidebar. tests/e2e/test_browser.py checks the same on a fresh server, with the browser's title."""
+    at = open_page("lists")
+    assert_clean(at)
+    assert [s.value for s in at.get("subheader")] == ["Lists"]
+    assert [m.value for m in at.sidebar.markdown].count("### :material/biotech: SAE feature explorer") == 1
 
 
 # ---- every page renders ---------------------------------------------------------------------------------
@@ -188,6 +217,25 @@ def test_trace_page_restores_prompt_token_and_filters(index, open_page):
     assert len(tables) == 3 and all(len(t.value) <= 7 for t in tables[1:])
     assert all(d is None or d <= 0.5 for d in tables[1].value["density"])
     assert "the model predicts" in rendered(at)
+
+
+def test_the_trace_toggle_and_its_link_agree_on_bos_and_old_links_still_count_it(index, open_page):
+    def ranked_positions(at: AppTest) -> set[int]:
+        return {int(t.split(":")[0]) for t in at.dataframe[1].value["at token"]}
+
+    prompt = "import os\nimport sys"
+    counted = open_page("trace", prompt=prompt, n=200, bos=1)  # a link written before the toggle was renamed
+    assert_clean(counted)
+    assert counted.toggle(key="trace.bos").value is True and 0 in ranked_positions(counted)
+    left_out = open_page("trace", prompt=prompt, n=200)
+    assert_clean(left_out)
+    assert left_out.toggle(key="trace.bos").value is False and 0 not in ranked_positions(left_out)
+    assert "bos" not in share_link(left_out)
+    left_out.toggle(key="trace.bos").set_value(True)
+    next(b for b in left_out.button if b.label == "Trace").click().run()  # the toggle sits in the form
+    assert_clean(left_out)
+    assert left_out.query_params["bos"] == "1" and share_link(left_out)["bos"] == ["1"]
+    assert 0 in ranked_positions(left_out)
 
 
 def test_trace_page_shades_by_the_top_feature_in_one_model_call(index, open_page, monkeypatch):

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from backend import access
 from backend.team import TeamStore
-from tests.test_pages import PAGES, index, launcher, rendered, widget  # noqa: F401  (fixtures)
+from tests.test_pages import APP, PAGES, index, rendered, widget  # noqa: F401  (fixtures)
 
 PASSPHRASE = "correct horse battery staple"
 LABEL_BOX = "Label (shared with the team; overrides the automatic label everywhere)"
@@ -24,8 +24,8 @@ def team_mode(monkeypatch):
     access.GLOBAL_BACKOFF.reset()
 
 
-def open_feature(launcher, secrets: dict | None = None) -> AppTest:  # noqa: F811
-    at = AppTest.from_file(str(launcher), default_timeout=180)
+def open_feature(secrets: dict | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=180)
     for key, value in (secrets or {}).items():
         at.secrets[key] = value
     at.run()
@@ -44,16 +44,16 @@ def shows_the_index(at: AppTest) -> bool:
     return 'class="feature-title"' in rendered(at) or len(at.sidebar.selectbox) > 0
 
 
-def test_team_mode_shows_nothing_before_sign_in_and_refuses_a_wrong_passphrase(team_mode, index, launcher):  # noqa: F811
-    at = open_feature(launcher)
+def test_team_mode_shows_nothing_before_sign_in_and_refuses_a_wrong_passphrase(team_mode, index):  # noqa: F811
+    at = open_feature()
     assert not at.exception and not shows_the_index(at)
     sign_in(at, "ada", "not the passphrase")
     assert [e.value for e in at.error] == ["That passphrase is not right."]
     assert not shows_the_index(at)
 
 
-def test_the_right_passphrase_signs_in_and_edits_record_the_identity(team_mode, index, launcher):  # noqa: F811
-    at = sign_in(open_feature(launcher), "Ada Lovelace", PASSPHRASE)
+def test_the_right_passphrase_signs_in_and_edits_record_the_identity(team_mode, index):  # noqa: F811
+    at = sign_in(open_feature(), "Ada Lovelace", PASSPHRASE)
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert shows_the_index(at)
     assert any("Signed in as **Ada Lovelace**" in c.value for c in at.sidebar.caption)
@@ -65,38 +65,38 @@ def test_the_right_passphrase_signs_in_and_edits_record_the_identity(team_mode, 
     assert (label.text, label.author) == ("digits", "Ada Lovelace")
 
 
-def test_wrong_attempts_are_rate_limited_per_session(team_mode, index, launcher):  # noqa: F811
-    at = open_feature(launcher)
+def test_wrong_attempts_are_rate_limited_per_session(team_mode, index):  # noqa: F811
+    at = open_feature()
     for _ in range(3):
         sign_in(at, "eve", "guess")
     sign_in(at, "eve", PASSPHRASE)  # right, but after three failures: not even compared
     assert at.error[0].value.startswith("Too many wrong passphrases; try again in")
     assert not shows_the_index(at)
-    fresh = sign_in(open_feature(launcher), "ada", PASSPHRASE)  # another session is not held back
+    fresh = sign_in(open_feature(), "ada", PASSPHRASE)  # another session is not held back
     assert shows_the_index(fresh)
 
 
-def test_team_mode_without_any_sign_in_configured_refuses_to_serve(monkeypatch, index, launcher):  # noqa: F811
+def test_team_mode_without_any_sign_in_configured_refuses_to_serve(monkeypatch, index):  # noqa: F811
     monkeypatch.setenv(access.TEAM_ENV, "1")
     monkeypatch.delenv(access.PASSPHRASE_ENV, raising=False)
-    at = open_feature(launcher)
+    at = open_feature()
     assert len(at.error) == 1 and access.PASSPHRASE_ENV in at.error[0].value
     assert not shows_the_index(at)
 
 
-def test_an_oidc_configuration_asks_for_streamlit_login_first(team_mode, index, launcher):  # noqa: F811
+def test_an_oidc_configuration_asks_for_streamlit_login_first(team_mode, index):  # noqa: F811
     auth = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
             "client_id": "id", "client_secret": "secret",
             "server_metadata_url": "https://accounts.example.com/.well-known/openid-configuration"}
-    at = open_feature(launcher, secrets={"auth": auth})
+    at = open_feature(secrets={"auth": auth})
     assert not at.exception
     assert [b.label for b in at.button] == ["Sign in"] and not at.text_input  # no passphrase form
     assert not shows_the_index(at)
 
 
-def test_outside_team_mode_the_name_box_signs_edits(monkeypatch, index, launcher):  # noqa: F811
+def test_outside_team_mode_the_name_box_signs_edits(monkeypatch, index):  # noqa: F811
     monkeypatch.delenv(access.TEAM_ENV, raising=False)
-    at = open_feature(launcher)
+    at = open_feature()
     assert shows_the_index(at)
     assert [t.label for t in at.sidebar.text_input] == ["Your name (signs labels and notes)"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from backend.errors import NotFoundError, UserError
-from backend.team import TeamStore, team_path_for
+from backend.team import ItemEdit, TeamStore, team_path_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def test_bad_inputs_raise_user_errors(team):
     with pytest.raises(NotFoundError, match="does not exist"):
         team.add_to_list(first.list_id + 99, 1)
     with pytest.raises(NotFoundError, match="is not in list"):
-        team.set_note(first.list_id, 5, "n")
+        team.edit_list(first.list_id, [ItemEdit(feature_id=5, note="n")])
 
 
 def test_lists_with_notes_round_trip(team):
@@ -67,7 +67,7 @@ def test_lists_with_notes_round_trip(team):
     team.add_to_list(brackets.list_id, 3, "fires on '('", author="ana")
     team.add_many_to_list(brackets.list_id, [5, 4, 5], note="from the map")
     team.add_to_list(other.list_id, 3)
-    team.set_note(brackets.list_id, 4, "closing")
+    team.edit_list(brackets.list_id, [ItemEdit(feature_id=4, note="closing")])
     team.add_to_list(brackets.list_id, 3, "re-added: note replaced")
 
     items = {i.feature_id: i for i in team.list_items(brackets.list_id)}
@@ -78,7 +78,7 @@ def test_lists_with_notes_round_trip(team):
     assert [(t.name, t.item_count) for t in team.lists_containing(3)] == [("another", 1), ("brackets", 3)]
     assert team.lists_containing(99) == []
 
-    team.remove_from_list(brackets.list_id, 5)
+    team.edit_list(brackets.list_id, [ItemEdit(feature_id=5, remove=True)])
     assert {i.feature_id for i in team.list_items(brackets.list_id)} == {3, 4}
     team.delete_list(brackets.list_id)
     assert [t.name for t in team.lists()] == ["another"]
@@ -86,6 +86,27 @@ def test_lists_with_notes_round_trip(team):
         team.list_items(brackets.list_id)
     with pytest.raises(NotFoundError, match=f"List {brackets.list_id} does not exist"):
         team.delete_list(brackets.list_id)
+
+
+def test_a_list_edit_lands_whole_or_not_at_all(team):
+    chosen = team.create_list("edited")
+    team.add_many_to_list(chosen.list_id, [1, 2, 3], note="old", author="ana")
+    before = team.list_items(chosen.list_id)
+    good = [ItemEdit(feature_id=1, remove=True), ItemEdit(feature_id=2, note="new")]
+    # each bad row comes after a removal and a note that, saved row by row, would already have landed;
+    # feature 9 fails inside the transaction, after the first two statements ran
+    for bad, message in ((ItemEdit(feature_id=9, note="not in it"), "Feature 9 is not in list"),
+                         (ItemEdit(feature_id=3, note="x" * 5000), "keep it to")):
+        with pytest.raises(UserError, match=message):
+            team.edit_list(chosen.list_id, [*good, bad], author="bo")
+        assert team.list_items(chosen.list_id) == before
+    with pytest.raises(NotFoundError, match="does not exist"):
+        team.edit_list(chosen.list_id + 99, good)
+
+    team.edit_list(chosen.list_id, good, author="bo")
+    items = {i.feature_id: i for i in team.list_items(chosen.list_id)}
+    assert set(items) == {2, 3}
+    assert (items[2].note, items[2].note_by, items[3].note, items[3].note_by) == ("new", "bo", "old", "ana")
 
 
 def test_exports_parse_back_with_labels(team):

@@ -20,7 +20,7 @@ import pytest
 from backend.__main__ import main
 from backend.errors import UserError
 from backend.store import IndexStore
-from backend.team import TeamStore, team_path_for
+from backend.team import ItemEdit, TeamStore, team_path_for
 from backend.team_transfer import export_team, import_team, parse_dump
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def filled(path: Path, sha: str = "w1") -> TeamStore:
     team.set_label(7, 'quotes "<b>"', author="grace")
     a = team.create_list("syntax", "punctuation features", author="ada")
     team.add_many_to_list(a.list_id, [7, 3], "a note", author="ada")
-    team.set_note(a.list_id, 3, "edited later", author="grace")
+    team.edit_list(a.list_id, [ItemEdit(feature_id=3, note="edited later")], author="grace")
     team.create_list("empty one", author="grace")
     return team
 
@@ -115,10 +115,13 @@ def test_a_rebuild_keeps_team_data_and_new_weights_flag_labels_possibly_stale(ti
     labels = TeamStore.for_index(index, sae_sha256=new_sha).get_labels([3, 7])
     assert [labels[i].text for i in (3, 7)] == ["digits", 'quotes "<b>"']
     assert all(label.possibly_stale(new_sha) for label in labels.values())
+    from backend.catalog import LabelDetail
+    from backend.labels import shown_label
     from ui.feature_view import title_html
 
-    assert "possibly stale" in title_html(3, "digits", labels[3], False, sae_sha256=new_sha)
-    assert "possibly stale" not in title_html(3, "digits", labels[3], False, sae_sha256=sha)
+    detail = LabelDetail(shown_label("auto", labels[3], None), labels[3], [])
+    assert "possibly stale" in title_html(3, detail, False, sae_sha256=new_sha)
+    assert "possibly stale" not in title_html(3, detail, False, sae_sha256=sha)
 
 
 WRITER = """

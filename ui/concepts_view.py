@@ -29,7 +29,6 @@ from backend.concepts import (
 from backend.concepts_store import ConceptStore, ConceptSummary, SavedConcept, concept_safetensors
 from backend.inference import Inference
 from backend.sources import LoadedSource, load_source
-from ui import catalog
 from ui.navigation import CONCEPTS, FEATURE_LINK_COLUMN, feature_links, relative_url
 from ui.resources import IndexContext, inference_for
 
@@ -136,7 +135,7 @@ def summary(concept: SavedConcept, dec: Decomposition) -> None:
 
 
 def _feature_table(ctx: IndexContext, weights, key: str) -> None:
-    labels = catalog.labels_for(ctx, [w.feature_id for w in weights])
+    labels = ctx.catalog.labels_for([w.feature_id for w in weights])
     frame = pd.DataFrame({
         "open": feature_links(w.feature_id for w in weights),
         "feature": [w.feature_id for w in weights],

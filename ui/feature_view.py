@@ -4,33 +4,108 @@ from __future__ import annotations
 
 import streamlit as st
 
+from backend.catalog import LabelDetail
+from backend.errors import UserError
 from backend.inference.schemas import TraceRequest
 from backend.labels import ShownLabel
-from backend.payloads import Example, FeaturePage, FeatureRow, IntervalGroup, LogitEntry, Neighbour
-from backend.team import TeamLabel
-from ui import live
+from backend.payloads import Example, FeaturePage, FeatureQuery, FeatureRow, IntervalGroup, LogitEntry, Neighbour
+from ui import live, url_state
+from ui.charts import BLUE, ORANGE, RED
+from ui.feedback import flash, reported_errors
+from ui.histogram_html import HistogramStyle, histogram_html
 from ui.html import Shade, StripToken, centred_strip, chip, esc, md_escape, token_strip, value_badge
+from ui.identity import author_name
 from ui.navigation import FEATURE, link
 from ui.resources import IndexContext
 
 
-def title_html(feature_id: int, label: str, team_label: TeamLabel | None, dead: bool,
-               shown: ShownLabel | None = None, sae_sha256: str | None = None) -> str:
+def title_html(feature_id: int, detail: LabelDetail, dead: bool, sae_sha256: str | None = None) -> str:
+    shown, team = detail.shown, detail.team
     source = "automatic label (top tokens)"
-    if shown is not None and shown.source == "explanation":
+    if shown.source == "explanation":
         source = f"explanation ({esc(shown.method)}{':' + esc(shown.model) if shown.model else ''}) · " \
                  f"F1 {shown.score:.2f} on held-out tokens"
-    if team_label is not None:
-        source = "team label" + (f" by {esc(team_label.author)}" if team_label.author else "")
-        source += f" · {team_label.updated_at[:10]}"
-        if team_label.possibly_stale(sae_sha256):
+    if team is not None:
+        source = "team label" + (f" by {esc(team.author)}" if team.author else "")
+        source += f" · {team.updated_at[:10]}"
+        if team.possibly_stale(sae_sha256):
             source += (' · <b class="stale" title="The SAE weights behind this index changed after the label was '
                        'written: check it still fits.">possibly stale</b>')
     dead_mark = ' <span class="label-source">· dead</span>' if dead else ""
     return (
-        f'<p class="feature-title"><span class="fid">#{feature_id}</span>{esc(label) or "(no label)"}'
+        f'<p class="feature-title"><span class="fid">#{feature_id}</span>{esc(shown.text) or "(no label)"}'
         f'<span class="label-source">{source}</span>{dead_mark}</p>'
     )
+
+
+def open_feature(ctx: IndexContext) -> FeaturePage:
+    """The feature the URL's `id` names (the first live one without an id); a bad id stops the page with a
+    sentence and a way on."""
+    try:
+        feature_id = url_state.get_int("id")
+        if feature_id is None:
+            first = ctx.store.list_features(FeatureQuery(limit=1)).rows
+            feature_id = first[0].feature_id if first else 0
+        page = ctx.store.feature_page(feature_id)
+    except UserError as exc:
+        st.error(md_escape(str(exc)), icon=":material/link_off:")
+        link(FEATURE, "Open the first feature", {"id": 0}, icon=":material/arrow_forward:")
+        st.stop()
+    url_state.put("id", str(feature_id))
+    return page
+
+
+def title_row(ctx: IndexContext, page: FeaturePage, detail: LabelDetail):
+    """Title, previous / next / random feature, and a slot for the "copy link" box, which it returns."""
+    feature_id = page.row.feature_id
+    # one row that sizes each control to its label: fixed-ratio columns wrapped "Copy link" at 1280 px
+    with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+        st.html(title_html(feature_id, detail, page.row.dead, ctx.info.sae_weights_sha256), width="stretch")
+        if feature_id > 0:
+            link(FEATURE, f"#{feature_id - 1}", {"id": feature_id - 1}, icon=":material/chevron_left:",
+                 help="Previous feature")
+        if feature_id < page.d_sae - 1:
+            link(FEATURE, f"#{feature_id + 1}", {"id": feature_id + 1}, icon=":material/chevron_right:",
+                 icon_position="right", help="Next feature")
+        if st.button("", icon=":material/casino:", help="Random live feature", key="random_feature"):
+            url_state.put("id", str(ctx.store.random_feature_id()))
+            url_state.put("text", None)
+            st.rerun()
+        return st.container(width="content")
+
+
+def metrics_panel(page: FeaturePage) -> None:
+    row = page.row
+    cols = st.columns(5, border=True)
+    cols[0].metric("Density", f"{row.density:.3%}" if row.density >= 1e-4 else f"{row.density:.2e}",
+                   help="Fraction of indexed tokens (special tokens excluded) where it fires.")
+    cols[1].metric("Max activation", f"{row.max_act:.3f}")
+    cols[2].metric("Mean activation", f"{row.mean_act:.3f}", help="Mean over the tokens where it fires.")
+    cols[3].metric("Fires on", f"{page.fire_count:,} tokens")
+    cols[4].metric("Cluster", f"{row.cluster}", help="UMAP cluster of its decoder direction (see the map).")
+    if not row.dead:
+        steerability_panel(row)
+
+
+def label_form(ctx: IndexContext, row: FeatureRow, shown: ShownLabel) -> None:
+    """Set or reset the team label; it then shows everywhere, for everyone on this server."""
+    feature_id = row.feature_id
+    # a row that sizes its buttons to their labels (fixed-ratio columns cut "Save" to "S…" at 1400 px)
+    with st.form(f"label_form.{feature_id}", border=False), \
+            st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
+        new_label = st.text_input(
+            "Label (shared with the team; overrides the automatic label everywhere)", value=shown.text,
+            max_chars=200, key=f"label_text.{feature_id}",
+        )
+        save = st.form_submit_button("Save", icon=":material/save:", width="content")
+        reset = st.form_submit_button("Auto", icon=":material/restart_alt:", width="content",
+                                      help="Remove the team label: the best-scored explanation shows again, "
+                                           f"else the automatic label {md_escape(row.label)}")
+        if save or reset:
+            with reported_errors():
+                ctx.team.set_label(feature_id, "" if reset else new_label, author=author_name())
+                flash("Label reset to the automatic one." if reset or not new_label.strip() else "Label saved.")
+                st.rerun()
 
 
 def example_rows_html(examples: list[Example], shade: Shade) -> str:
@@ -83,6 +158,14 @@ def logits_panel(page: FeaturePage) -> None:
         st.caption("Suppressed")
         st.html(logit_table_html(page.logit_neg, "neg"))
     st.caption(f"Logits computed {norm}.")
+
+
+def histograms_panel(page: FeaturePage) -> None:
+    # inline SVG, not Plotly: its bundle was the largest share of a fresh load (benchmarks/bench_browser.py)
+    st.html(histogram_html(page.activation_hist, HistogramStyle(
+        f"Activation histogram · {page.fire_count:,} firings", "activation (non-zero only)", "tokens", ORANGE)))
+    st.html(histogram_html(page.logit_hist, HistogramStyle(
+        "Logit-weight histogram", "W_dec[f] · W_U", "vocabulary tokens", BLUE, RED)))
 
 
 def neighbour_links(neighbours: list[Neighbour], labels: dict[int, str], score_name: str) -> None:

@@ -10,7 +10,7 @@ import streamlit as st
 from backend.errors import UserError
 from backend.offered import DEFAULT_INDEX, INDEX_ENV, OfferedIndex, offered_indexes, resolve_index
 from backend.sources import SourceSpec, sae_weights_digest
-from ui import state
+from ui import url_state
 from ui.html import md_code, md_escape
 from ui.resources import IndexContext, open_index
 
@@ -20,7 +20,7 @@ _SESSION_KEY = "chosen_index"
 def chosen_index() -> OfferedIndex:
     """The URL's `index` name, else this session's last choice, else the default. Raises NotFoundError with
     one sentence (the same for every name that is not offered) before anything is opened."""
-    name = state.get_str("index") or st.session_state.get(_SESSION_KEY) or ""
+    name = url_state.get_str("index") or st.session_state.get(_SESSION_KEY) or ""
     return resolve_index(name)
 
 
@@ -43,7 +43,7 @@ def current_index_param() -> str | None:
 def remember(entry: OfferedIndex) -> None:
     """Keep the choice in this session (the sidebar menu drops query parameters) and in the URL."""
     st.session_state[_SESSION_KEY] = entry.name
-    state.put("index", index_param(entry))
+    url_state.put("index", index_param(entry))
 
 
 def sidebar_picker() -> None:

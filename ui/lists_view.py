@@ -3,12 +3,14 @@ lists: up to 150 features carried in a link (`lists?quick=3,17,42`), nothing sto
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from backend import team_transfer
+from backend.catalog import NamedFeature
 from backend.errors import UserError
-from backend.team import TeamList
-from ui import catalog
+from backend.team import ItemEdit, ListItem, TeamList
+from ui import url_state
 from ui.feedback import flash, reported_errors
 from ui.html import md_escape
 from ui.identity import author_name
@@ -80,11 +82,11 @@ def quick_list_panel(ctx: IndexContext, feature_ids: list[int]) -> None:
     st.markdown(f"#### Quick list · {len(feature_ids)} feature{'s' if len(feature_ids) != 1 else ''}")
     st.caption("Carried in this link and stored nowhere: copy the link to share it, or save it as a team list.")
     rows = ctx.store.feature_rows(feature_ids)
-    features_summary_table(catalog.name(ctx, [rows[i] for i in feature_ids]), max_height=640)
+    features_summary_table(ctx.catalog.name([rows[i] for i in feature_ids]), max_height=640)
     add_to_list_popover(ctx, feature_ids, key="quick_list")
 
 
-def features_summary_table(features: list[catalog.NamedFeature], max_height: int) -> None:
+def features_summary_table(features: list[NamedFeature], max_height: int) -> None:
     """A short table of chosen features (a quick list, a map selection): link, id, label, density, max act."""
     st.dataframe(
         {"open": feature_links(f.feature_id for f in features), "feature": [f.feature_id for f in features],
@@ -95,6 +97,77 @@ def features_summary_table(features: list[catalog.NamedFeature], max_height: int
                        "density": st.column_config.NumberColumn(format="%.2e"),
                        "max act": st.column_config.NumberColumn(format="%.2f")},
     )
+
+
+def _items_frame(items: list[ListItem], labels: dict[int, str]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "open": feature_links(i.feature_id for i in items),
+        "feature": [i.feature_id for i in items],
+        "label": [labels.get(i.feature_id, "") for i in items],
+        "note": [i.note for i in items],
+        "remove": [False] * len(items),
+        "added": [i.added_at.replace("T", " ").removesuffix("+00:00") for i in items],
+        "by": [i.added_by for i in items],
+    })
+
+
+def edits_from_editor(items: list[ListItem], edited: pd.DataFrame) -> list[ItemEdit]:
+    """The rows the reader changed: ticked for removal, or with another note (only those get a new author)."""
+    edits = []
+    for item, note, remove in zip(items, edited["note"], edited["remove"], strict=True):
+        if remove or (note or "") != item.note:
+            edits.append(ItemEdit(feature_id=item.feature_id, note=note or "", remove=bool(remove)))
+    return edits
+
+
+def list_panel(ctx: IndexContext, chosen: TeamList) -> None:
+    """One list: its items with editable notes (saved together), exports, and deleting it."""
+    st.markdown(f"#### {md_escape(chosen.name)}")
+    if chosen.description:
+        st.caption(md_escape(chosen.description))
+    items = ctx.team.list_items(chosen.list_id)
+    labels = ctx.catalog.labels_for([i.feature_id for i in items])
+    if not items:
+        st.info("This list is empty.")
+    else:
+        with st.form(f"items.{chosen.list_id}", border=False):
+            edited = st.data_editor(
+                _items_frame(items, labels), hide_index=True, width="stretch", key=f"items_editor.{chosen.list_id}",
+                disabled=["open", "feature", "label", "added", "by"],
+                column_config={
+                    "open": FEATURE_LINK_COLUMN,
+                    "feature": st.column_config.NumberColumn(format="%d", width="small"),
+                    "label": st.column_config.TextColumn(width="medium"),
+                    "note": st.column_config.TextColumn("note (editable)", width="large", max_chars=2000),
+                    "added": st.column_config.TextColumn("added (UTC)", width="small"),
+                    "by": st.column_config.TextColumn("added by", width="small"),
+                    "remove": st.column_config.CheckboxColumn("remove", width="small"),
+                },
+            )
+            if st.form_submit_button("Save changes", icon=":material/save:"):
+                with reported_errors():
+                    ctx.team.edit_list(chosen.list_id, edits_from_editor(items, edited), author=author_name())
+                    flash("Changes saved.")
+                    st.rerun()
+
+    csv_col, json_col, delete_col = st.columns([1, 1, 2], vertical_alignment="bottom")
+    slug = "".join(c if c.isalnum() else "-" for c in chosen.name).strip("-") or f"list-{chosen.list_id}"
+    # callables: an export is built when its button is clicked, not on every run of the page
+    csv_col.download_button("Export CSV", lambda: ctx.team.export_csv(chosen.list_id, labels), f"{slug}.csv",
+                            "text/csv", icon=":material/download:", width="stretch")
+    json_col.download_button("Export JSON", lambda: ctx.team.export_json(chosen.list_id, labels), f"{slug}.json",
+                             "application/json", icon=":material/download:", width="stretch")
+    with delete_col.popover("Delete list", icon=":material/delete:"):
+        st.caption(f"Deletes '{md_escape(chosen.name)}' and its {chosen.item_count} notes for everyone.")
+        if st.button("Delete for everyone", type="primary", key=f"delete.{chosen.list_id}"):
+            try:
+                ctx.team.delete_list(chosen.list_id)
+            except UserError as exc:
+                st.error(md_escape(str(exc)))
+            else:
+                url_state.put("list", None)
+                flash(f"Deleted '{md_escape(chosen.name)}'.")
+                st.rerun()
 
 
 def team_transfer_panel(ctx: IndexContext) -> None:

@@ -11,7 +11,9 @@ import streamlit as st
 
 from ui.index_choice import current_index_param
 
-PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+ROOT = Path(__file__).resolve().parent.parent
+PAGES_DIR = ROOT / "pages"
+APP_FILE = ROOT / "app.py"  # the entrypoint: `streamlit run app.py`
 
 
 @dataclass(frozen=True)

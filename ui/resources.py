@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from backend.catalog import Catalog
 from backend.inference import Inference, get_inference
 from backend.payloads import IndexInfo
 from backend.store import IndexStore
@@ -22,6 +23,7 @@ class IndexContext:
     store: IndexStore
     team: TeamStore
     info: IndexInfo
+    catalog: Catalog  # the label each feature shows (team > best explanation > automatic), for every page
 
     @property
     def key(self) -> str:
@@ -38,7 +40,8 @@ def _open_index(path: str, modified_ns: int) -> IndexContext:
     store = IndexStore.open(path)
     info = store.info()
     team = TeamStore.for_index(path, d_sae=info.d_sae, sae_sha256=info.sae_weights_sha256)
-    return IndexContext(path=Path(path), store=store, team=team, info=info)
+    catalog = Catalog.for_index(Path(path), store, team)
+    return IndexContext(path=Path(path), store=store, team=team, info=info, catalog=catalog)
 
 
 def open_index(path: Path) -> IndexContext:

@@ -12,9 +12,11 @@ import streamlit as st
 
 from backend.errors import UserError
 from backend.inference.schemas import MAX_STEER_FEATURES, Generation, SteerResponse, TokenInfo
-from ui import charts
+from backend.payloads import FeatureQuery
+from ui import charts, url_state
 from ui.charts import ActivationSeries
 from ui.html import diff_strip, esc, visible_token
+from ui.resources import IndexContext
 
 STRENGTH_BASIS = {"request": "you", "calibrated": "index (calibrated)", "max_activation": "index (max act)"}
 
@@ -59,6 +61,39 @@ def targets_from_editor(frame: pd.DataFrame) -> list[SteerTarget]:
         if int(fid) not in {t.feature_id for t in targets}:
             targets.append(SteerTarget(int(fid), value))
     return targets
+
+
+def targets_editor(targets: list[SteerTarget], labels: dict[int, str], d_sae: int, key: str) -> list[SteerTarget]:
+    """The features editor, filled from the link's targets; returns the targets its rows hold now."""
+    frame = pd.DataFrame({
+        "feature": pd.Series([t.feature_id for t in targets], dtype="Int64"),
+        "label": [labels.get(t.feature_id, "") for t in targets],
+        "strength": pd.Series([t.strength for t in targets], dtype="Float64"),
+    })
+    edited = st.data_editor(
+        frame, num_rows="dynamic", hide_index=True, width="stretch", key=key,
+        column_config={
+            "feature": st.column_config.NumberColumn("feature id", min_value=0, max_value=d_sae - 1, step=1,
+                                                     format="%d", required=True),
+            "label": st.column_config.TextColumn("label", disabled=True),
+            "strength": st.column_config.NumberColumn("strength (empty = index default)", format="%.2f"),
+        },
+    )
+    return targets_from_editor(edited)
+
+
+def feature_finder(ctx: IndexContext, targets: list[SteerTarget]) -> None:
+    """Add a feature by id or by words of its label; outside the form, as it changes the editor's rows."""
+    find_col, match_col, add_col = st.columns([2, 3, 1], vertical_alignment="bottom")
+    find = find_col.text_input("Add a feature", placeholder="id, or words from a label or token", key="steer.find")
+    query = FeatureQuery(search=find, limit=25, sort="max_act", descending=True)
+    matches = ctx.catalog.list_features(query).features if find.strip() else []
+    picked = match_col.selectbox("Matches", matches, format_func=lambda f: f"#{f.feature_id} · {f.label}",
+                                 disabled=not matches, placeholder="no match" if find.strip() else "type to search")
+    if add_col.button("Add", icon=":material/add:", disabled=picked is None, width="stretch") and picked is not None:
+        if picked.feature_id not in {t.feature_id for t in targets}:
+            url_state.put("f", encode_targets([*targets, SteerTarget(picked.feature_id, None)]))
+        st.rerun()
 
 
 @dataclass(frozen=True)

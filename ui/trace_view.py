@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from backend.inference.schemas import FeatureValue, PromptFeature, TokenInfo, TraceResponse
+from backend.errors import UserError
+from backend.inference.schemas import FeatureValue, PromptFeature, TokenInfo, TraceRequest, TraceResponse
 from backend.tokens import visible_whitespace
-from ui import catalog, charts
+from ui import charts, live
 from ui.charts import EffectBar
 from ui.html import Shade, StripToken, chip, esc, md_escape, plain_token, token_strip
 from ui.navigation import FEATURE_LINK_COLUMN, feature_links
@@ -92,6 +93,31 @@ def prompt_features_table(features: list[PromptFeature], result: TraceResponse, 
                  })
 
 
+def prompt_features_panel(result: TraceResponse, labels: dict[int, str], density: float) -> None:
+    st.markdown("**The prompt's top features**")
+    if result.hidden_by_density:
+        st.caption(f"{result.hidden_by_density} active features denser than {density:g} are hidden.")
+    if density and not result.density_filter_applied:
+        st.caption("The density filter was not applied: the engine has no index statistics.")
+    by_max, by_sum = st.tabs(["By max activation", "By total activation"])
+    with by_max:
+        prompt_features_table(result.top_by_max, result, labels)
+    with by_sum:
+        prompt_features_table(result.top_by_sum, result, labels)
+
+
+def trace_or_last_token(ctx: IndexContext, request: TraceRequest) -> TraceResponse:
+    """The trace; a token position past the prompt (a link's, after the prompt was edited) falls back to the
+    last token, with a warning."""
+    try:
+        return live.trace(ctx, request)
+    except UserError as exc:
+        if request.position is None:
+            raise
+        st.warning(f"{md_escape(str(exc))} Showing the last token instead.")
+        return live.trace(ctx, request.model_copy(update={"position": None}))
+
+
 def prediction_panel(result: TraceResponse, labels: dict[int, str]) -> None:
     p = result.prediction
     after = token_label(result.tokens[p.position])
@@ -116,4 +142,4 @@ def prediction_panel(result: TraceResponse, labels: dict[int, str]) -> None:
 
 
 def feature_labels(ctx: IndexContext, result: TraceResponse) -> dict[int, str]:
-    return catalog.labels_for(ctx, all_feature_ids(result))
+    return ctx.catalog.labels_for(all_feature_ids(result))

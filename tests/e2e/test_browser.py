@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from backend.team import TeamStore
-from backend.testing import free_port, wait_until_answering
+from backend.testing import streamlit_server
 
 pytestmark = pytest.mark.e2e
 
@@ -39,28 +36,10 @@ def index(tiny_index, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(index, tmp_path_factory) -> Iterator[str]:
-    folder = index.parent
-    port = free_port()
-    log = folder / "streamlit.log"
-    env = {**os.environ, "SAE_EXPLORER_INDEX": str(index), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-             str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(f"{url}/_stcore/health", proc, timeout=60, log=log)
+def server(index) -> Iterator[str]:
+    env = {"SAE_EXPLORER_INDEX": str(index), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    with streamlit_server(ROOT / "app.py", env, index.parent / "streamlit.log", timeout=60) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +92,19 @@ def shoot(page, name: str) -> None:
 
 def steered_texts(page) -> list[str]:
     return page.locator("div.strip.wrap").all_inner_texts()
+
+
+def test_the_first_link_a_fresh_server_opens_is_drawn_inside_the_frame(server, page):
+    """First in this file, so this link is the server's first script run: the one Streamlit makes in its legacy
+    pages/ mode, running pages/lists.py without app.py (ui/frame._run_through_entrypoint). What shows must be
+    app.py's frame: its browser title and the navigation's page titles, not the pages/ file names."""
+    page.goto(f"{server}/lists")
+    settle(page)
+    assert page.title() == "SAE feature explorer"
+    nav = page.locator("[data-testid='stSidebarNav'] a")
+    paths = [urlsplit(href).path.strip("/") for href in nav.evaluate_all("links => links.map(a => a.href)")]
+    assert paths == ["", "feature", "map", "trace", "steer", "concepts", "lists"]  # the root, then st.Page paths
+    assert page.get_by_text("Lists", exact=True).first.is_visible()
 
 
 @pytest.mark.parametrize(
