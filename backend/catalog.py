@@ -77,6 +77,11 @@ class Catalog:
         shown = {f.feature_id: f.label for f in self.name(list(self.store.feature_rows(ids).values()))}
         return {i: shown.get(i, "") for i in ids}
 
+    def label_overrides(self) -> dict[int, str]:
+        """Every feature whose shown label is not its automatic one -> that label (team labels over best
+        explanations, as `shown_label` rules); the features missing here show their automatic label."""
+        return self.explanations.best_texts() | self.team.all_labels()
+
     def label_detail(self, row: FeatureRow) -> LabelDetail:
         team = self.team.get_labels([row.feature_id]).get(row.feature_id)
         explanations = self.explanations.for_feature(row.feature_id)

@@ -35,7 +35,7 @@ if search.strip():
     st.caption(f"{len(matches):,} features match '{md_escape(search)}'.")
 
 viewport = url_state.lenient(lambda: Viewport.parse(v) if (v := url_state.get_str("view")) else None, None)
-view = build_map(ctx, colour, show_dead, matches, ctx.team.all_labels(), viewport)
+view = build_map(ctx, colour, show_dead, matches, ctx.catalog.label_overrides(), viewport)
 event = st.plotly_chart(
     view.figure, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
     key=f"feature_map.{colour}.{show_dead}.{search}.{viewport}", config={"displaylogo": False, "scrollZoom": True},

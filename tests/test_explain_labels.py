@@ -80,6 +80,11 @@ def test_the_catalog_reads_the_three_stores_under_one_rule(index):  # noqa: F811
     assert (detail.shown.text, detail.team.author) == ("team a", "ana")
     assert [e.text for e in detail.explanations] == ["rule a"]  # listed even though the team label wins
     assert catalog.label_detail(c).team is None and catalog.label_detail(c).shown.source == "automatic"
+    # the Map's hover labels: every label that is not the automatic one, by the same rule as `name`
+    everything = store.list_features(FeatureQuery(limit=min(store.d_sae, 5000))).rows
+    assert catalog.label_overrides() == {f.feature_id: f.label for f in catalog.name(everything)
+                                         if f.shown.source != "automatic"}
+    assert catalog.label_overrides() == {a.feature_id: "team a", b.feature_id: "llm b"}
     found = catalog.list_features(FeatureQuery(search="llm b", limit=50))  # matched by its explanation only
     assert [f.feature_id for f in found.features] == [b.feature_id] and found.total == 1
 

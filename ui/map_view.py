@@ -47,7 +47,8 @@ def _points(_ctx: IndexContext, index_key: str) -> MapPoints:
 def build_map(ctx: IndexContext, colour: str, show_dead: bool, matches: set[int], labels: dict[int, str],
               viewport: Viewport | None = None) -> MapView:
     """The map for these settings; cached, so a click or a rerun reuses the figure instead of rebuilding it.
-    `labels` (team labels) are part of the key: a label edited anywhere shows on the next run."""
+    `labels` (the labels that differ from the automatic ones: team labels, best explanations) are part of
+    the key: a label edited or an explanation run anywhere shows on the next run."""
     return _build_map(ctx, ctx.key, colour, show_dead, tuple(sorted(matches)), tuple(sorted(labels.items())),
                       viewport)
 

@@ -199,6 +199,17 @@ class ExplanationStore:
         )
         return {r[0]: _explanation(r) for r in rows}
 
+    def best_texts(self) -> dict[int, str]:
+        """feature id -> the text of its best-scored explanation, for every feature whose best one has text
+        (the Map's hover labels: one query for all features instead of `best` over a million ids)."""
+        rows = self._read(
+            """SELECT feature_id, text FROM (
+                    SELECT feature_id, text,
+                           row_number() OVER (PARTITION BY feature_id ORDER BY score DESC, method, model) AS k
+                    FROM explanations WHERE status = 'ok' AND score IS NOT NULL
+                ) WHERE k = 1 AND text != ''""")
+        return {int(f): t for f, t in rows}
+
     def best_scores(self) -> dict[int, float]:
         """feature id -> its best explanation score, for every scored feature (sorting and filtering)."""
         rows = self._read("SELECT feature_id, max(score) FROM explanations WHERE status = 'ok' GROUP BY feature_id")
