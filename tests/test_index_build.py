@@ -218,3 +218,23 @@ def test_failed_build_leaves_previous_index_untouched(tiny_dirs, tiny_dataset, t
                                                                   dataset=str(bad)), out)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "idx.duckdb"]
+
+
+def test_windows_read_from_the_activation_log_equal_encoding_again(tiny_dirs, tiny_dataset, tiny_index, tmp_path):
+    """The default build reads example windows from its logged activations; without the log (budget 0, or
+    over budget) it encodes the batches again: the examples table is the same row for row."""
+    examples = "SELECT * FROM examples ORDER BY feature_id, kind, interval_idx, rank"
+    tables = {}
+    for name, gb in (("encoded", 0.0), ("over_budget", 1e-6)):
+        cfg = IndexConfig(**{**TINY_INDEX_CONFIG, "umap": False, "steerability": False, "activation_log_gb": gb},
+                          dataset=str(tiny_dataset))
+        with duckdb.connect(str(build_index(SourceSpec.parse(tiny_dirs.spec), cfg, tmp_path / f"{name}.duckdb")),
+                            read_only=True) as con:
+            tables[name] = con.execute(examples).fetchall()
+            assert json.loads(con.execute("SELECT value FROM meta WHERE key = 'windows_read_from'").fetchone()[0]) \
+                == "encoding again"
+    with duckdb.connect(str(tiny_index), read_only=True) as con:
+        logged = con.execute(examples).fetchall()
+        assert json.loads(con.execute("SELECT value FROM meta WHERE key = 'windows_read_from'").fetchone()[0]) \
+            == "activation log"
+    assert len(logged) > 100 and logged == tables["encoded"] == tables["over_budget"]

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from backend.errors import UserError
 from backend.index import schema, tables
+from backend.index.activation_log import ActivationLookup
 from backend.index.checkpoint import BuildIdentity, BuildWorkDir, RowSink
 from backend.index.datasets import DEMO_HELDOUT, dataset_texts, prefetched, token_rows
 from backend.index.feature_map import FIT_UP_TO, flat_map, umap_map
@@ -54,6 +55,7 @@ class IndexConfig:
     steerability: bool = True  # output/input scores, calibrated strengths (index/steerability.py)
     exact_neighbours_up_to: int = EXACT_UP_TO  # decoder neighbours exact up to this d_sae, NN-descent above
     umap_fit_up_to: int = FIT_UP_TO  # UMAP fitted on at most this many features, the rest placed
+    activation_log_gb: float = 4.0  # disk for the streamed activations the windows pass reads back (0 = encode again)
 
     def state_shape(self, d_sae: int) -> StateShape:
         names = {f.name for f in fields(StateShape)} - {"d_sae"}
@@ -61,7 +63,8 @@ class IndexConfig:
 
     def result_options(self) -> dict:
         """The options that change the finished index (what a resumed build must share)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("progress", "device", "checkpoint_every", "resume")}
+        return {k: v for k, v in asdict(self).items() if k not in ("progress", "device", "checkpoint_every", "resume",
+                                                                 "activation_log_gb")}
 
 
 @torch.no_grad()
@@ -81,7 +84,7 @@ def build_index(spec: SourceSpec, cfg: IndexConfig, out: str | Path) -> Path:
     if ctx > source.model.cfg.n_ctx:
         raise UserError(f"Context size {ctx} exceeds the model's maximum of {source.model.cfg.n_ctx} tokens.")
     identity = BuildIdentity(str(spec), sae_weights_digest(spec), cfg.result_options())
-    work = BuildWorkDir(out, ctx)
+    work = BuildWorkDir(out, ctx, source.d_sae, int(cfg.activation_log_gb * 2**30))
     shape = cfg.state_shape(source.d_sae)
     state = work.resume(identity, shape) if cfg.resume else None  # a mismatch keeps the checkpoint
     if state is None:
@@ -95,7 +98,7 @@ def build_index(spec: SourceSpec, cfg: IndexConfig, out: str | Path) -> Path:
         if cfg.checkpoint_every:
             work.checkpoint(state, identity)  # a crash while finalizing resumes straight to finalizing
         path = write_index(source, cfg, state, out, ctx, time.time() - stream_start, work.token_rows(),
-                           setup_seconds=stream_start - start)
+                           setup_seconds=stream_start - start, activations=work.activation_lookup())
     except UserError:
         work.discard()  # bad input: resuming would meet the same error
         raise
@@ -125,8 +128,9 @@ def stream(source: LoadedSource, cfg: IndexConfig, ctx: int, sink: RowSink, iden
             if end_row is not None and row > end_row:
                 break
             keep = ~torch.isin(tokens, special)
-            state.update(encode_sparse(source, tokens, keep, state.next_row), keep)
-            sink.append_rows(tokens)
+            acts = encode_sparse(source, tokens, keep, state.next_row)
+            state.update(acts, keep)
+            sink.append_batch(tokens, acts)
             bar.update(tokens.numel())
             since_checkpoint += tokens.numel()
             if identity is not None and cfg.checkpoint_every and since_checkpoint >= cfg.checkpoint_every:
@@ -139,9 +143,10 @@ def stream(source: LoadedSource, cfg: IndexConfig, ctx: int, sink: RowSink, iden
 def write_index(
     source: LoadedSource, cfg: IndexConfig, state: IndexState, out: Path, ctx: int, stream_seconds: float,
     rows: np.ndarray, setup_seconds: float = 0.0, extra_meta: dict | None = None,
+    activations: ActivationLookup | None = None,
 ) -> Path:
-    """Finalize: weight-derived tables, example windows read back from `rows` (the streamed token rows),
-    one DuckDB file written atomically."""
+    """Finalize: weight-derived tables, example windows read back from `rows` (the streamed token rows)
+    and `activations` (the streamed activations; None: encoded again), one DuckDB file written atomically."""
     t0 = time.time()
     stages = _Stages()
     w_dec = source.sae.W_dec.detach().float().cpu()
@@ -159,7 +164,7 @@ def write_index(
     special = torch.tensor(source.special_token_ids(), dtype=torch.long)
     windows = stages.run("windows", lambda: read_windows(source, rows, special, slots.feature_id, slots.token,
                                                          cfg.batch_size, cfg.window_before, cfg.window_after,
-                                                         cfg.progress))
+                                                         cfg.progress, activations))
     top = state.top.examples
     flat_rows = torch.from_numpy(np.asarray(rows).reshape(-1))
     peaks = torch.where(top.value.isfinite(), flat_rows[top.token.clamp_min(0)].long(), -1)  # token ids peaked on
@@ -179,6 +184,7 @@ def write_index(
         "logits_through_final_ln": logits.through_final_ln,
         "build_seconds_stream": stream_seconds,
         "build_seconds_windows": stages.seconds.get("windows", 0.0),
+        "windows_read_from": "activation log" if activations is not None else "encoding again",
         "neighbour_method": cosine.method,
         "umap_fitted_on": fmap.fitted,
         "build_seconds_finalize": time.time() - t0,

@@ -2,11 +2,13 @@
 
     cache/.demo.duckdb.build/
         tokens.i32      every streamed row, int32, appended batch by batch (read back memory-mapped)
+        acts.*          the streamed sparse activations, within a disk budget (backend/index/activation_log.py)
         state.pt        the IndexState and what it was built from, written to a temp file then renamed
 
 A checkpoint is taken at a batch boundary, so resuming truncates tokens.i32 to the checkpoint's
-rows, skips that many rows of the (deterministic) token stream and continues with the same
-random state: the finished index equals that of an uninterrupted build. The folder is removed
+rows (and the activation log to their tokens), skips that many rows of the (deterministic) token
+stream and continues with the same random state: the finished index equals that of an
+uninterrupted build. The folder is removed
 once the index is written.
 """
 
@@ -23,6 +25,8 @@ import numpy as np
 import torch
 
 from backend.errors import UserError
+from backend.index.activation_log import ActivationLog, ActivationLookup
+from backend.index.sparse import SparseBatch
 from backend.index.state import IndexState, StateShape
 
 # Fault injection for the kill-and-resume tests: the process SIGKILLs itself right after writing
@@ -45,17 +49,21 @@ class BuildIdentity:
 
 
 class RowSink(Protocol):
-    """Where the streaming pass puts the token rows it has encoded (and its checkpoints)."""
+    """Where the streaming pass puts the token rows it has encoded, their activations (a sink may keep
+    them for the windows pass) and its checkpoints."""
 
-    def append_rows(self, rows: torch.Tensor) -> None: ...
+    def append_batch(self, rows: torch.Tensor, acts: SparseBatch) -> None: ...
 
     def checkpoint(self, state: IndexState, identity: BuildIdentity) -> None: ...
 
 
 class BuildWorkDir:
-    def __init__(self, out: Path, n_ctx: int):
+    def __init__(self, out: Path, n_ctx: int, d_sae: int, activation_budget_bytes: int = 0):
         self.path = out.parent / f".{out.name}.build"
         self.n_ctx = n_ctx
+        self.d_sae = d_sae
+        self.activation_budget_bytes = activation_budget_bytes
+        self.activations: ActivationLog | None = None
         self.tokens_path = self.path / "tokens.i32"
         self.state_path = self.path / "state.pt"
         self.checkpoints_written = 0
@@ -66,6 +74,7 @@ class BuildWorkDir:
         self.discard()
         self.path.mkdir(parents=True)
         self._tokens_file = self.tokens_path.open("wb")
+        self.activations = ActivationLog.create(self.path, self.d_sae, self.activation_budget_bytes)
 
     def resume(self, identity: BuildIdentity, shape: StateShape) -> IndexState | None:
         """The checkpointed state, with tokens.i32 cut back to it; None when there is nothing to resume."""
@@ -83,15 +92,21 @@ class BuildWorkDir:
         self._tokens_file = self.tokens_path.open("r+b")
         self._tokens_file.truncate(state.rows * self.n_ctx * 4)
         self._tokens_file.seek(0, os.SEEK_END)
+        self.activations = ActivationLog.reopen(self.path, self.d_sae, self.activation_budget_bytes,
+                                                state.rows * self.n_ctx)
         return state
 
     # ---- streaming -----------------------------------------------------------------------------
-    def append_rows(self, rows: torch.Tensor) -> None:
+    def append_batch(self, rows: torch.Tensor, acts: SparseBatch) -> None:
         self._tokens_file.write(rows.to(torch.int32).numpy().tobytes())
+        if self.activations is not None:
+            self.activations.append(acts)
 
     def checkpoint(self, state: IndexState, identity: BuildIdentity) -> None:
         self._tokens_file.flush()
         os.fsync(self._tokens_file.fileno())
+        if self.activations is not None:
+            self.activations.flush()
         tmp = self.state_path.with_suffix(".tmp")
         torch.save({"identity": identity.__dict__, "state": state.tensors()}, tmp)
         os.replace(tmp, self.state_path)
@@ -108,11 +123,17 @@ class BuildWorkDir:
             return np.zeros((0, self.n_ctx), dtype=np.int32)
         return np.memmap(self.tokens_path, dtype=np.int32, mode="r", shape=(n, self.n_ctx))
 
+    def activation_lookup(self) -> ActivationLookup | None:
+        """The streamed activations for the windows pass; None when the log was off or over budget."""
+        return self.activations.lookup() if self.activations is not None else None
+
     # ---- ending --------------------------------------------------------------------------------
     def close(self) -> None:
         if self._tokens_file is not None:
             self._tokens_file.close()
             self._tokens_file = None
+        if self.activations is not None:
+            self.activations.close()
 
     def discard(self) -> None:
         self.close()

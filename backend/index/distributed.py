@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from backend.errors import UserError
 from backend.index.build import IndexConfig, stream, write_index
 from backend.index.checkpoint import BuildIdentity
+from backend.index.sparse import SparseBatch
 from backend.index.state import IndexState
 from backend.sources import SourceSpec, load_source, sae_weights_digest
 
@@ -76,7 +77,7 @@ class _RowsInMemory:
         self.parts: list[np.ndarray] = []
         self.n_rows = 0
 
-    def append_rows(self, rows: torch.Tensor) -> None:
+    def append_batch(self, rows: torch.Tensor, acts: SparseBatch) -> None:  # activations stay with the task
         self.parts.append(rows.to(torch.int32).numpy())
         self.n_rows += len(rows)
         _maybe_fail(self)

@@ -1,9 +1,10 @@
 """Example windows, read at the end of a build instead of being carried in the builder's state.
 
 The state keeps each example as (feature, value, global token index). Here the token rows are
-read back from disk (memory-mapped), the batches that hold examples are encoded once more with
-the same code and batch composition as the stream (so the numbers agree exactly), and each
-example's window of token ids and activations is looked up in the sparse activations.
+read back from disk (memory-mapped), and each window's activations are looked up in the stream's
+own sparse activations, logged on disk (backend/index/activation_log.py). Without the log (over
+its disk budget, or a distributed build) the batches that hold examples are encoded once more with
+the same code and batch composition as the stream, so the numbers agree exactly either way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from backend.index.activation_log import ActivationLookup
 from backend.index.sparse import encode_sparse
 
 
@@ -35,8 +37,10 @@ def read_windows(
     before: int,
     after: int,
     progress: bool = True,
+    logged: ActivationLookup | None = None,
 ) -> ExampleWindows:
-    """Windows around global token index `token` for feature `feature` (both [n])."""
+    """Windows around global token index `token` for feature `feature` (both [n]); their activations
+    come from `logged` (the stream's own, on disk) when given, else from encoding each batch again."""
     n_rows, n_ctx = token_rows.shape
     offsets = np.arange(-before, after + 1)
     tokens = np.empty((len(token), len(offsets)), dtype=np.int32)
@@ -55,11 +59,14 @@ def read_windows(
         inside = (p >= 0) & (p < n_ctx)
         at = (local // n_ctx)[:, None] * n_ctx + np.clip(p, 0, n_ctx - 1)
         tokens[sel] = np.where(inside, rows.reshape(-1)[at], -1)
-        batch_rows = torch.from_numpy(rows)
-        sparse = encode_sparse(source, batch_rows, ~torch.isin(batch_rows, special), first)
-        feat = np.broadcast_to(feature[sel][:, None], at.shape)
-        got = sparse.lookup(torch.from_numpy(at.reshape(-1)), torch.from_numpy(np.ascontiguousarray(feat).reshape(-1)))
-        acts[sel] = np.where(inside, got.view(at.shape).numpy(), 0.0)
+        feat = np.ascontiguousarray(np.broadcast_to(feature[sel][:, None], at.shape)).reshape(-1)
+        if logged is not None:
+            got = logged.values_at(first * n_ctx + at.reshape(-1), feat)
+        else:
+            batch_rows = torch.from_numpy(rows)
+            sparse = encode_sparse(source, batch_rows, ~torch.isin(batch_rows, special), first)
+            got = sparse.lookup(torch.from_numpy(at.reshape(-1)), torch.from_numpy(feat)).numpy()
+        acts[sel] = np.where(inside, got.reshape(at.shape), 0.0)
         bar.update(1)
     bar.close()
     return ExampleWindows(tokens, acts)
