@@ -11,10 +11,6 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -24,12 +20,11 @@ from pydantic import BaseModel, Field, field_validator
 
 from backend.concepts import Method
 from backend.errors import NotFoundError, UserError
+from backend.sqlite_io import SqliteFile
 from backend.team import team_path_for
 
 CONCEPTS_SCHEMA_VERSION = 1
 MAX_NAME_CHARS = 100
-_BUSY_TIMEOUT_S = 10.0
-_RETRY_FOR_S = 30.0
 T = TypeVar("T")
 
 _DDL = """
@@ -96,53 +91,14 @@ class ConceptStore:
         """`d_in`, when given, lets the store refuse vectors of another width than the index's hook."""
         self.path = Path(path)
         self.d_in = d_in
-        self._write_lock = threading.Lock()
+        self._db = SqliteFile(self.path, "team data")  # the team's file: concepts travel with its labels and lists
         if not self.path.parent.is_dir():
             raise NotFoundError(f"The folder {self.path.parent} for team data does not exist.")
-        self._write(lambda con: con.execute(_DDL), ddl=True)
+        self._db.write(lambda con: con.execute(_DDL), ddl=True)
 
     @classmethod
     def for_index(cls, index_path: str | Path, d_in: int | None = None) -> ConceptStore:
         return cls(team_path_for(index_path), d_in)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            con = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.OperationalError as exc:
-            raise UserError(f"Cannot open the team data at {self.path} ({exc}).") from exc
-        try:
-            yield con
-        finally:
-            con.close()
-
-    def _write(self, work: Callable[[sqlite3.Connection], T], ddl: bool = False) -> T:
-        deadline, delay = time.monotonic() + _RETRY_FOR_S, 0.01
-        while True:
-            try:
-                with self._write_lock, self._connect() as con:
-                    if ddl:
-                        con.execute("PRAGMA journal_mode = WAL")
-                    con.execute("BEGIN IMMEDIATE")
-                    try:
-                        result = work(con)
-                        con.execute("COMMIT")
-                        return result
-                    except BaseException:
-                        con.execute("ROLLBACK")
-                        raise
-            except sqlite3.OperationalError as exc:
-                text = str(exc).lower()
-                if not ("locked" in text or "busy" in text) or time.monotonic() > deadline:
-                    if "readonly" in text or "unable to open" in text:
-                        raise UserError(f"The team data at {self.path} is not writable ({exc}).") from exc
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-
-    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._connect() as con:
-            return con.execute(sql, params).fetchall()
 
     # ---- concepts ---------------------------------------------------------------------------------------
     def _checked(self, concept: SavedConcept) -> SavedConcept:
@@ -173,28 +129,28 @@ class ConceptStore:
                                 "name.") from exc
             return int(cur.lastrowid)
 
-        return self.get(self._write(insert))
+        return self.get(self._db.write(insert))
 
     def get(self, concept_id: int) -> SavedConcept:
-        rows = self._read(f"SELECT {_COLUMNS} FROM concepts WHERE concept_id = ?", (concept_id,))
+        rows = self._db.read(f"SELECT {_COLUMNS} FROM concepts WHERE concept_id = ?", (concept_id,))
         if not rows:
             raise NotFoundError(f"Concept {concept_id} does not exist (it may have been deleted).")
         return _concept(rows[0])
 
     def summaries(self) -> list[ConceptSummary]:
-        rows = self._read("SELECT concept_id, name, method, hook_name, d_in, vector, author, created_at FROM concepts "
-                          "ORDER BY lower(name), concept_id")
+        rows = self._db.read("SELECT concept_id, name, method, hook_name, d_in, vector, author, created_at "
+                             "FROM concepts ORDER BY lower(name), concept_id")
         return [ConceptSummary(concept_id=r[0], name=r[1], method=r[2], hook_name=r[3], d_in=r[4],
                                norm=float(np.linalg.norm(np.frombuffer(r[5], dtype="<f4"))), author=r[6],
                                created_at=r[7]) for r in rows]
 
     def delete(self, concept_id: int) -> None:
-        if not self._write(lambda con: con.execute("DELETE FROM concepts WHERE concept_id = ?",
+        if not self._db.write(lambda con: con.execute("DELETE FROM concepts WHERE concept_id = ?",
                                                    (concept_id,)).rowcount):
             raise NotFoundError(f"Concept {concept_id} does not exist (it may have been deleted).")
 
     def export_concepts(self) -> ConceptsExport:
-        rows = self._read(f"SELECT {_COLUMNS} FROM concepts ORDER BY concept_id")
+        rows = self._db.read(f"SELECT {_COLUMNS} FROM concepts ORDER BY concept_id")
         return ConceptsExport(concepts=[_concept(r) for r in rows])
 
     def import_concepts(self, payload: ConceptsExport) -> list[int]:

@@ -13,10 +13,6 @@ import csv
 import io
 import json
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -24,13 +20,12 @@ from typing import TypeVar
 from pydantic import BaseModel, Field
 
 from backend.errors import NotFoundError, UserError
+from backend.sqlite_io import SqliteFile
 
 SCHEMA_VERSION = 2  # 2: who created a list / last wrote a note, the SAE weights digest of a label
 MAX_LABEL_CHARS = 200
 MAX_LIST_NAME_CHARS = 100
 MAX_NOTE_CHARS = 2_000
-_BUSY_TIMEOUT_S = 10.0
-_RETRY_FOR_S = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS labels (
@@ -145,56 +140,14 @@ class TeamStore:
         self.path = Path(path)
         self.d_sae = d_sae
         self.sae_sha256 = sae_sha256 or ""
-        self._write_lock = threading.Lock()  # threads of one process queue here, not on SQLite's lock
+        self._db = SqliteFile(self.path, "team data", foreign_keys=True)
         if not self.path.parent.is_dir():
             raise NotFoundError(f"The folder {self.path.parent} for team data does not exist.")
-        self._write(_create_schema, ddl=True)
+        self._db.write(_create_schema, ddl=True)
 
     @classmethod
     def for_index(cls, index_path: str | Path, d_sae: int | None = None, sae_sha256: str | None = None) -> TeamStore:
         return cls(team_path_for(index_path), d_sae, sae_sha256)
-
-    # ---- connection handling ---------------------------------------------------------------
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            con = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.OperationalError as exc:
-            raise UserError(f"Cannot open the team data at {self.path} ({exc}).") from exc
-        try:
-            con.execute("PRAGMA foreign_keys = ON")
-            yield con
-        finally:
-            con.close()
-
-    def _write(self, work: Callable[[sqlite3.Connection], T], ddl: bool = False) -> T:
-        """Run `work` in one short write transaction; retry while another writer holds the lock."""
-        deadline = time.monotonic() + _RETRY_FOR_S
-        delay = 0.01
-        while True:
-            try:
-                with self._write_lock, self._connect() as con:
-                    if ddl:
-                        con.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
-                    con.execute("BEGIN IMMEDIATE")
-                    try:
-                        result = work(con)
-                        con.execute("COMMIT")
-                        return result
-                    except BaseException:
-                        con.execute("ROLLBACK")
-                        raise
-            except sqlite3.OperationalError as exc:
-                if not _is_lock_conflict(exc) or time.monotonic() > deadline:
-                    if "readonly" in str(exc) or "unable to open" in str(exc):
-                        raise UserError(f"The team data at {self.path} is not writable ({exc}).") from exc
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-
-    def _read(self, sql: str, params: tuple | list = ()) -> list[tuple]:
-        with self._connect() as con:
-            return con.execute(sql, params).fetchall()
 
     def _check_feature(self, feature_id: int) -> int:
         if not isinstance(feature_id, int) or feature_id < 0 or (self.d_sae is not None and feature_id >= self.d_sae):
@@ -208,17 +161,17 @@ class TeamStore:
         self._check_feature(feature_id)
         text = _clean(text, MAX_LABEL_CHARS, "label")
         if not text:
-            self._write(lambda con: con.execute("DELETE FROM labels WHERE feature_id = ?", (feature_id,)))
+            self._db.write(lambda con: con.execute("DELETE FROM labels WHERE feature_id = ?", (feature_id,)))
             return None
         label = TeamLabel(feature_id=feature_id, text=text, author=author.strip(), updated_at=_now(),
                           sae_sha256=self.sae_sha256)
-        self._write(lambda con: upsert_label(con, label))
+        self._db.write(lambda con: upsert_label(con, label))
         return label
 
     def get_labels(self, ids: list[int]) -> dict[int, TeamLabel]:
         if not ids:
             return {}
-        rows = self._read(
+        rows = self._db.read(
             "SELECT feature_id, text, author, updated_at, sae_sha256 FROM labels WHERE feature_id IN "
             "(SELECT value FROM json_each(?))",
             (json.dumps([int(i) for i in ids]),),
@@ -227,12 +180,13 @@ class TeamStore:
                 for r in rows}
 
     def all_labels(self) -> dict[int, str]:
-        return dict(self._read("SELECT feature_id, text FROM labels"))
+        return dict(self._db.read("SELECT feature_id, text FROM labels"))
 
     def search_labels(self, text: str) -> list[int]:
         """Ids whose team label contains `text` (case-insensitive for ASCII)."""
         pattern = "%" + text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self._read("SELECT feature_id FROM labels WHERE text LIKE ? ESCAPE '\\' ORDER BY feature_id", (pattern,))
+        rows = self._db.read("SELECT feature_id FROM labels WHERE text LIKE ? ESCAPE '\\' ORDER BY feature_id",
+                             (pattern,))
         return [r[0] for r in rows]
 
     # ---- lists --------------------------------------------------------------------------------
@@ -252,20 +206,20 @@ class TeamStore:
                 raise UserError(f"A list named '{name}' already exists; pick another name.") from exc
             return int(cur.lastrowid)
 
-        return self.get_list(self._write(insert))
+        return self.get_list(self._db.write(insert))
 
     def get_list(self, list_id: int) -> TeamList:
-        rows = self._read(_LISTS_SELECT.format(where="WHERE l.list_id = ?"), (list_id,))
+        rows = self._db.read(_LISTS_SELECT.format(where="WHERE l.list_id = ?"), (list_id,))
         if not rows:
             raise _missing_list(list_id)
         return _team_list(rows[0])
 
     def lists(self) -> list[TeamList]:
-        rows = self._read(_LISTS_SELECT.format(where=""))
+        rows = self._db.read(_LISTS_SELECT.format(where=""))
         return [_team_list(r) for r in rows]
 
     def delete_list(self, list_id: int) -> None:
-        deleted = self._write(lambda con: con.execute("DELETE FROM lists WHERE list_id = ?", (list_id,)).rowcount)
+        deleted = self._db.write(lambda con: con.execute("DELETE FROM lists WHERE list_id = ?", (list_id,)).rowcount)
         if not deleted:
             raise _missing_list(list_id)
 
@@ -295,7 +249,7 @@ class TeamStore:
                 [(i.list_id, i.feature_id, i.note, i.added_by, i.added_at, i.note_by) for i in items],
             )
 
-        self._write(upsert)
+        self._db.write(upsert)
         return items
 
     def edit_list(self, list_id: int, edits: list[ItemEdit], author: str = "") -> None:
@@ -315,14 +269,14 @@ class TeamStore:
                 if cur.rowcount == 0:
                     raise NotFoundError(f"Feature {edit.feature_id} is not in list {list_id}.")
 
-        self._write(apply)
+        self._db.write(apply)
 
     def list_items(self, list_id: int) -> list[ListItem]:
         self.get_list(list_id)
         return self._items(list_id)
 
     def _items(self, list_id: int) -> list[ListItem]:
-        rows = self._read(
+        rows = self._db.read(
             "SELECT list_id, feature_id, note, added_by, added_at, note_by FROM list_items WHERE list_id = ? "
             "ORDER BY added_at, feature_id",
             (list_id,),
@@ -332,7 +286,7 @@ class TeamStore:
 
     def lists_containing(self, feature_id: int) -> list[TeamList]:
         where = "WHERE l.list_id IN (SELECT list_id FROM list_items WHERE feature_id = ?)"
-        return [_team_list(r) for r in self._read(_LISTS_SELECT.format(where=where), (feature_id,))]
+        return [_team_list(r) for r in self._db.read(_LISTS_SELECT.format(where=where), (feature_id,))]
 
     # ---- export -------------------------------------------------------------------------------
     def export(self, list_id: int, auto_labels: dict[int, str] | None = None) -> ListExport:
@@ -402,8 +356,3 @@ def _missing_list(list_id: int) -> NotFoundError:
 def _team_list(row: tuple) -> TeamList:
     return TeamList(list_id=row[0], name=row[1], description=row[2], created_at=row[3], item_count=row[4],
                     created_by=row[5])
-
-
-def _is_lock_conflict(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text

@@ -106,7 +106,7 @@ def import_team(store: TeamStore, dump: TeamDump) -> ImportSummary:
                 items += cur.rowcount
         return ImportSummary(labels_written=labels, lists_created=lists, items_written=items)
 
-    return store._write(merge)  # one transaction: a failed import leaves the team data as it was
+    return store._db.write(merge)  # one transaction: a failed import leaves the team data as it was
 
 
 def import_file(store: TeamStore, path: str | Path) -> ImportSummary:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import statistics
-import threading
-import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,10 +18,9 @@ from pydantic import TypeAdapter
 from backend.errors import UserError
 from backend.explain.models import Explanation, Judgment, MethodSummary, RuleSpec
 from backend.explain.scoring import Score
+from backend.sqlite_io import SqliteFile
 
 SCHEMA_VERSION = 1
-_BUSY_TIMEOUT_S = 10.0
-_RETRY_FOR_S = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS explanations (
@@ -74,63 +70,31 @@ class ExplanationStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._write_lock = threading.Lock()
+        self._db = SqliteFile(self.path, "explanations")
         self._created = False
 
     @classmethod
     def for_index(cls, index_path: str | Path) -> ExplanationStore:
         return cls(explanations_path_for(index_path))
 
-    # ---- connections -------------------------------------------------------------------------
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            con = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.OperationalError as exc:
-            raise UserError(f"Cannot open the explanations at {self.path} ({exc}).") from exc
-        try:
-            yield con
-        finally:
-            con.close()
-
     def _write(self, work) -> None:
-        """Run `work(con)` in one transaction; retry while another process holds the write lock."""
+        """`work(con)` in one transaction; the first write of this process creates the schema."""
         if not self.path.parent.is_dir():
             raise UserError(f"The folder {self.path.parent} for explanations does not exist.")
-        deadline, delay = time.monotonic() + _RETRY_FOR_S, 0.01
-        while True:
-            try:
-                with self._write_lock, self._connect() as con:
-                    if not self._created:
-                        con.execute("PRAGMA journal_mode = WAL")
-                        con.executescript(_SCHEMA)
-                        con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-                        self._created = True
-                    con.execute("BEGIN IMMEDIATE")
-                    try:
-                        work(con)
-                        con.execute("COMMIT")
-                        return
-                    except BaseException:
-                        con.execute("ROLLBACK")
-                        raise
-            except sqlite3.OperationalError as exc:
-                locked = "locked" in str(exc) or "busy" in str(exc)
-                if not locked or time.monotonic() > deadline:
-                    raise UserError(f"Cannot write the explanations at {self.path} ({exc}).") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
+
+        def with_schema(con: sqlite3.Connection) -> None:
+            if not self._created:
+                for statement in _SCHEMA.split(";"):  # not executescript(): it would commit the transaction
+                    if statement.strip():
+                        con.execute(statement)
+                con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            work(con)
+
+        self._db.write(with_schema, ddl=not self._created)
+        self._created = True
 
     def _read(self, sql: str, params: list | tuple = ()) -> list[tuple]:
-        if not self.path.exists():
-            return []
-        with self._connect() as con:
-            try:
-                return con.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                if "no such table" in str(exc):  # created by a writer that has not committed its schema yet
-                    return []
-                raise UserError(f"Cannot read the explanations at {self.path} ({exc}).") from exc
+        return self._db.read(sql, params, missing_ok=True)  # no file yet: no explanations yet
 
     # ---- writes ------------------------------------------------------------------------------
     def put(self, explanation: Explanation) -> None:
