@@ -21,6 +21,7 @@ from backend.demo.paths import ARTIFACTS_DIR, WORK_DIR, DemoPaths
 from backend.demo.tokenizer import load_tokenizer, train_tokenizer
 from backend.demo.train_lm import LMTrainConfig, sample_texts, train_lm
 from backend.device import pick_device
+from backend.versions import package_versions
 
 
 @dataclass(frozen=True)
@@ -95,27 +96,12 @@ def run(cfg: DemoBuildConfig | None = None, device: str | None = None, stop_afte
         "config": asdict(cfg),
         "manifest_digest": rows["manifest_digest"],
         "device": device,
-        "versions": _versions(),
+        "versions": package_versions().model_dump(),
         "rebuild_wall_time_s_this_run": time.time() - start,
     }
     (paths.work / "metrics.json").write_text(json.dumps(metrics, indent=1))
     _publish(paths)
     return ARTIFACTS_DIR
-
-
-def _versions() -> dict:
-    import platform
-    from importlib.metadata import version
-
-    import sae_lens
-    import transformer_lens  # noqa: F401
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "sae_lens": sae_lens.__version__,
-        "transformer_lens": version("transformer-lens"),
-    }
 
 
 def _publish(paths: DemoPaths) -> None:

@@ -7,11 +7,9 @@ against the source (feature ids, context size) and `InferenceLimits` before any 
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.metadata import version
 
 import torch
 
@@ -40,11 +38,11 @@ from backend.inference.schemas import (
     TokenProbability,
     TraceRequest,
     TraceResponse,
-    Versions,
 )
 from backend.inference.steering import SaeHook, SteeringPlan
 from backend.inference.tracing import PromptFeatureTable, direct_effects, run_trace_forward, top_features_per_token
 from backend.sources import LoadedSource
+from backend.versions import package_versions
 
 PREDICTION_ALTERNATIVES = 5
 
@@ -91,8 +89,7 @@ class LocalInference:
             context_size=self.context_size, vocab_size=info["vocab_size"], architecture=info["architecture"],
             prepend_bos=self.source.prepend_bos, device=info["device"], dtype=info["dtype"],
             feature_stats=self.stats is not None, limits=self.limits,
-            versions=Versions(python=platform.python_version(), torch=torch.__version__,
-                              transformer_lens=version("transformer-lens"), sae_lens=version("sae-lens")))
+            versions=package_versions())
 
     @property
     def context_size(self) -> int:
