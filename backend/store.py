@@ -229,9 +229,6 @@ class IndexStore:
             peaks[f, r] = t
         return max_acts, peaks
 
-    def all_densities(self) -> list[float]:
-        return [d for (d,) in self._cursor().execute("SELECT density FROM features ORDER BY feature_id").fetchall()]
-
     # ---- one feature ---------------------------------------------------------------------
     def feature_page(self, feature_id: int) -> FeaturePage:
         self._check_id(feature_id)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from backend.demo.corpus import build_manifest, iter_texts
-from backend.demo.lm import DemoLMConfig, build_model, load_model, save_model, tokenize_corpus
+from backend.demo.lm import DemoLMConfig, build_model, save_model, tokenize_corpus
 from backend.demo.paths import ARTIFACTS_DIR, WORK_DIR, DemoPaths
 from backend.demo.tokenizer import load_tokenizer, train_tokenizer
 from backend.demo.train_lm import LMTrainConfig, sample_texts, train_lm
@@ -75,7 +75,7 @@ def stage_lm(paths: DemoPaths, cfg: DemoBuildConfig, rows: dict, device: str) ->
     return out
 
 
-def run(cfg: DemoBuildConfig | None = None, device: str | None = None, stop_after: str | None = None) -> Path:
+def run(cfg: DemoBuildConfig | None = None, device: str | None = None) -> Path:
     cfg = cfg or DemoBuildConfig()
     device = pick_device(device)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -83,8 +83,6 @@ def run(cfg: DemoBuildConfig | None = None, device: str | None = None, stop_afte
     start = time.time()
     rows = build_rows(paths, cfg)
     lm_result = stage_lm(paths, cfg, rows, device)
-    if stop_after == "lm":
-        return paths.work
     from backend.demo.train_sae import stage_eval, stage_sae
 
     sae_result = stage_sae(paths, cfg, rows, device)
@@ -121,9 +119,3 @@ def _publish(paths: DemoPaths) -> None:
     staging.rename(ARTIFACTS_DIR)
     shutil.rmtree(old, ignore_errors=True)
     _log(f"artifacts written to {ARTIFACTS_DIR}")
-
-
-def load_lm_from_work(device: str = "cpu"):
-    paths = DemoPaths(WORK_DIR)
-    tok = load_tokenizer(paths.tokenizer_work)
-    return load_model(paths.lm_work, tok, device), tok
