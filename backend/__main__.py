@@ -203,14 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _team(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from backend.errors import NotFoundError
-    from backend.store import IndexStore
+    from backend.store import IndexStore, require_index_file
     from backend.team import TeamStore
     from backend.team_transfer import export_json, import_file
 
-    index = Path(args.index)
-    if not index.is_file():
-        raise NotFoundError(f"No index at {index}.")
+    index = require_index_file(Path(args.index))
     with IndexStore.open(index) as store:
         info = store.info()
     team = TeamStore.for_index(index, d_sae=info.d_sae, sae_sha256=info.sae_weights_sha256)

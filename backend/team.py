@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
-from backend.errors import NotFoundError, UserError
+from backend.errors import NotFoundError, UserError, check_feature_id
 
 SCHEMA_VERSION = 2  # 2: who created a list / last wrote a note, the SAE weights digest of a label
 MAX_LABEL_CHARS = 200
@@ -197,10 +197,7 @@ class TeamStore:
             return con.execute(sql, params).fetchall()
 
     def _check_feature(self, feature_id: int) -> int:
-        if not isinstance(feature_id, int) or feature_id < 0 or (self.d_sae is not None and feature_id >= self.d_sae):
-            top = f" 0 to {self.d_sae - 1}" if self.d_sae else " non-negative"
-            raise NotFoundError(f"Feature {feature_id} does not exist; feature ids are{top}.")
-        return feature_id
+        return check_feature_id(feature_id, self.d_sae)
 
     # ---- labels ------------------------------------------------------------------------------
     def set_label(self, feature_id: int, text: str, author: str = "") -> TeamLabel | None:

@@ -46,10 +46,9 @@ def _open_index(path: str, modified_ns: int) -> IndexContext:
 
 def open_index(path: Path) -> IndexContext:
     """Raises NotFoundError/UserError (one sentence) for a missing or unreadable file."""
-    from backend.errors import NotFoundError
+    from backend.store import require_index_file
 
-    if not path.is_file():
-        raise NotFoundError(f"No index at {path}; build one with 'python -m backend index --out {path}'.")
+    require_index_file(path)
     with st.spinner(f"Opening {path.name}…"):
         return _open_index(str(path.resolve()), path.stat().st_mtime_ns)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from backend.errors import NotFoundError, UserError
+from backend.errors import UserError, check_feature_id
 from backend.inference.deadline import Deadline
 from backend.inference.display import TokenRenderer
 from backend.inference.errors import InferenceBusyError
@@ -121,10 +121,8 @@ class LocalInference:
         return torch.tensor([ids], dtype=torch.long, device=self.source.device)
 
     def _check_feature_ids(self, ids: list[int]) -> None:
-        d_sae = self.source.d_sae
         for feature_id in ids:
-            if not 0 <= feature_id < d_sae:
-                raise NotFoundError(f"Feature {feature_id} does not exist; this SAE has features 0 to {d_sae - 1}.")
+            check_feature_id(feature_id, self.source.d_sae)
 
     @contextmanager
     def _model_turn(self, deadline: Deadline) -> Iterator[None]:
