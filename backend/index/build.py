@@ -173,7 +173,7 @@ def write_index(
         source, state.stats.max, peaks, dataset_texts(cfg.dataset))) if cfg.steerability else None
     meta = {
         "source": str(source.spec),
-        **source.describe(),
+        **source.info().model_dump(),
         "sae_weights_sha256": sae_weights_digest(source.spec),
         "dataset": cfg.dataset or DEMO_HELDOUT,
         "tokens_requested": cfg.tokens,

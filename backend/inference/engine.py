@@ -82,13 +82,9 @@ class LocalInference:
     # ---- health and tokens ---------------------------------------------------------------------
 
     def health(self) -> HealthResponse:
-        info = self.source.describe()
         return HealthResponse(
-            source=info["source"], model=info["model"], hook=self.source.hook_name, hook_layer=self.source.hook_layer,
-            d_model=info["d_model"], d_sae=info["d_sae"], n_layers=info["n_layers"],
-            context_size=self.context_size, vocab_size=info["vocab_size"], architecture=info["architecture"],
-            prepend_bos=self.source.prepend_bos, device=info["device"], dtype=info["dtype"],
-            feature_stats=self.stats is not None, limits=self.limits,
+            **self.source.info().model_dump(), hook_layer=self.source.hook_layer, context_size=self.context_size,
+            prepend_bos=self.source.prepend_bos, feature_stats=self.stats is not None, limits=self.limits,
             versions=package_versions())
 
     @property
