@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from backend.demo.tokenizer import load_tokenizer, train_tokenizer
-from backend.testing import TINY_TEXT
+from tests.support.tiny_source import TINY_TEXT
 
 D_MODEL = 64
 N_CTX = 64
