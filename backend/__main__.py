@@ -9,6 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+# Options left out on the command line (None) take the config's own default, so the numbers live in
+# IndexConfig / ServeConfig only; the configs are not imported here, so that --help stays quick.
+_INDEX_OPTIONS = ("tokens", "context_size", "batch_size", "top_k", "window_before", "window_after", "device", "dtype",
+                  "dataset", "seed", "checkpoint_every")
+_SERVE_OPTIONS = ("host", "port", "device")
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, object]:
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
 
 def _train_demo(args: argparse.Namespace) -> int:
     from backend.demo.train import run
@@ -22,17 +32,7 @@ def _index(args: argparse.Namespace) -> int:
     from backend.sources import SourceSpec
 
     config = IndexConfig(
-        tokens=args.tokens,
-        context_size=args.context_size,
-        batch_size=args.batch_size,
-        top_k=args.top_k,
-        window_before=args.window_before,
-        window_after=args.window_after,
-        device=args.device,
-        dtype=args.dtype,
-        dataset=args.dataset,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
+        **_given(args, _INDEX_OPTIONS),
         resume=args.resume,
         # the stage costs about as much as the streaming pass: on for the demo, on request for other sources
         steerability=args.steerability if args.steerability is not None else args.source == "demo",
@@ -102,13 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
     from backend.sources import SourceSpec
 
     serve(
-        ServeConfig(
-            source=SourceSpec.parse(args.source),
-            host=args.host,
-            port=args.port,
-            device=args.device,
-            index_path=args.index,
-        )
+        ServeConfig(source=SourceSpec.parse(args.source), index_path=args.index, **_given(args, _SERVE_OPTIONS))
     )
     return 0
 
@@ -128,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="'demo', 'pretrained:<model>:<release>:<sae_id>' or 'local:<model_dir>:<sae_dir>[:<tokenizer_dir>]' "
         "(model_dir: a Hugging Face save_pretrained folder or the demo's format; sae_dir: any SAELens SAE folder)",
     )
-    p.add_argument("--tokens", type=int, default=1_000_000)
+    p.add_argument("--tokens", type=int, default=None, help="tokens to stream (default: IndexConfig.tokens)")
     p.add_argument("--out", default="cache/demo.duckdb")
     p.add_argument(
         "--dataset",
@@ -136,14 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: the demo's held-out split; or an HF dataset name, or .txt/.jsonl/.parquet files",
     )
     p.add_argument("--context-size", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=32, help="prompts per batch")
-    p.add_argument("--top-k", type=int, default=20, help="top examples per feature")
-    p.add_argument("--window-before", type=int, default=24)
-    p.add_argument("--window-after", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=None, help="prompts per batch")
+    p.add_argument("--top-k", type=int, default=None, help="top examples per feature")
+    p.add_argument("--window-before", type=int, default=None)
+    p.add_argument("--window-after", type=int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=4_000_000,
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=int, default=None,
                    help="tokens between checkpoints of the build's state (0 = never)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted build of the same --out from its last checkpoint")
@@ -187,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the inference HTTP service")
     p.add_argument("--source", default="demo")
     p.add_argument("--index", default=None, help="index used for default steering strengths and densities")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8600)
+    p.add_argument("--host", default=None, help="default: ServeConfig.host (loopback)")
+    p.add_argument("--port", type=int, default=None, help="default: ServeConfig.port")
     p.add_argument("--device", default=None)
     p.set_defaults(func=_serve)
 
@@ -203,14 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _team(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from backend.errors import NotFoundError
-    from backend.store import IndexStore
+    from backend.store import IndexStore, require_index_file
     from backend.team import TeamStore
     from backend.team_transfer import export_json, import_file
 
-    index = Path(args.index)
-    if not index.is_file():
-        raise NotFoundError(f"No index at {index}.")
+    index = require_index_file(Path(args.index))
     with IndexStore.open(index) as store:
         info = store.info()
     team = TeamStore.for_index(index, d_sae=info.d_sae, sae_sha256=info.sae_weights_sha256)

@@ -27,8 +27,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.errors import NotFoundError, UserError
-from backend.inference.errors import InferenceBusyError, InferenceTimeoutError
+from backend.errors import UserError
+from backend.inference.errors import BACKEND_TOKEN_ENV, InferenceTimeoutError, status_for
 from backend.inference.protocols import Inference
 from backend.inference.schemas import (
     ErrorResponse,
@@ -46,7 +46,6 @@ from backend.sources import SourceSpec
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "BACKEND_TOKEN"
 MIN_TOKEN_LENGTH = 16
 MAX_BODY_BYTES = 1_000_000
 # The engine stops itself at the limit; the HTTP layer answers shortly after even if it cannot.
@@ -54,7 +53,7 @@ TIMEOUT_GRACE_S = 2.0
 
 Response = TypeVar("Response", bound=BaseModel)
 # Module level: route annotations are strings (future import) and are resolved in module globals.
-_BEARER = HTTPBearer(auto_error=False, description=f"The service's {TOKEN_ENV}.")
+_BEARER = HTTPBearer(auto_error=False, description=f"The service's {BACKEND_TOKEN_ENV}.")
 
 
 class ServeConfig(BaseModel):
@@ -80,21 +79,11 @@ def check_bind_security(host: str, token: str | None) -> None:
     if is_loopback(host):
         return
     if not token:
-        raise UserError(f"Refusing to listen on {host} without a token; set {TOKEN_ENV} to a secret of at least "
-                        f"{MIN_TOKEN_LENGTH} characters, or listen on 127.0.0.1.")
+        raise UserError(f"Refusing to listen on {host} without a token; set {BACKEND_TOKEN_ENV} to a secret of at "
+                        f"least {MIN_TOKEN_LENGTH} characters, or listen on 127.0.0.1.")
     if len(token) < MIN_TOKEN_LENGTH:
-        raise UserError(f"{TOKEN_ENV} is {len(token)} characters long; use at least {MIN_TOKEN_LENGTH} when listening "
-                        f"on {host}.")
-
-
-def _status_for(error: UserError) -> int:
-    if isinstance(error, InferenceBusyError):
-        return 503
-    if isinstance(error, InferenceTimeoutError):
-        return 504
-    if isinstance(error, NotFoundError):
-        return 404
-    return 400
+        raise UserError(f"{BACKEND_TOKEN_ENV} is {len(token)} characters long; use at least {MIN_TOKEN_LENGTH} when "
+                        f"listening on {host}.")
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -104,7 +93,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(UserError)
     async def _user_error(_: Request, exc: UserError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=_status_for(exc))
+        return JSONResponse({"detail": str(exc)}, status_code=status_for(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -152,7 +141,7 @@ def create_app(inference: Inference, token: str | None = None, limits: Inference
         given = credentials.credentials if credentials is not None else ""
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise StarletteHTTPException(401, detail="Missing or wrong bearer token; send 'Authorization: Bearer "
-                                                     f"<{TOKEN_ENV}>'.", headers={"WWW-Authenticate": "Bearer"})
+                                                     f"<{BACKEND_TOKEN_ENV}>'.", headers={"WWW-Authenticate": "Bearer"})
 
     @app.middleware("http")
     async def _limit_body(request: Request, call_next):
@@ -232,7 +221,7 @@ def serve(config: ServeConfig) -> None:
     from backend.inference.stats import open_feature_stats
     from backend.sources import load_source
 
-    token = os.environ.get(TOKEN_ENV) or None
+    token = os.environ.get(BACKEND_TOKEN_ENV) or None
     check_bind_security(config.host, token)
     source = load_source(config.source, config.device)
     stats = open_feature_stats(config.index_path, source.d_sae, required=True)

@@ -98,6 +98,21 @@ def local_dirs(spec: SourceSpec) -> LocalDirs:
                      Path(spec.tokenizer_dir) if spec.tokenizer_dir else None)
 
 
+class SourceInfo(BaseModel):
+    """What a loaded source is, in plain values: the index's meta records it and /health reports it."""
+
+    source: str
+    model: str
+    hook: str
+    d_model: int
+    d_sae: int
+    n_layers: int
+    device: str
+    dtype: str
+    architecture: str
+    vocab_size: int
+
+
 @dataclass
 class LoadedSource:
     spec: SourceSpec
@@ -137,19 +152,19 @@ class LoadedSource:
         ids |= set(getattr(tok, "all_special_ids", []) or [])
         return sorted(i for i in ids if i is not None)
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "source": str(self.spec),
-            "model": self.model_name,
-            "hook": self.hook_name,
-            "d_model": int(self.model.cfg.d_model),
-            "d_sae": self.d_sae,
-            "n_layers": int(self.model.cfg.n_layers),
-            "device": self.device,
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "architecture": str(self.sae.cfg.architecture()) if hasattr(self.sae.cfg, "architecture") else "",
-            "vocab_size": int(self.model.cfg.d_vocab),
-        }
+    def info(self) -> SourceInfo:
+        return SourceInfo(
+            source=str(self.spec),
+            model=self.model_name,
+            hook=self.hook_name,
+            d_model=int(self.model.cfg.d_model),
+            d_sae=self.d_sae,
+            n_layers=int(self.model.cfg.n_layers),
+            device=self.device,
+            dtype=str(self.dtype).removeprefix("torch."),
+            architecture=str(self.sae.cfg.architecture()) if hasattr(self.sae.cfg, "architecture") else "",
+            vocab_size=int(self.model.cfg.d_vocab),
+        )
 
 
 _CACHE: dict[tuple[str, str, str], LoadedSource] = {}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.errors import NotFoundError, UserError
+from backend.errors import NotFoundError, UserError, check_feature_id
 from backend.payloads import (
     Example,
     FeaturePage,
@@ -50,6 +50,13 @@ def _close_open_stores() -> None:
         store.close()
 
 
+def require_index_file(path: Path) -> Path:
+    """The one "no index at ..." check, shared by the store, the UI and the CLI."""
+    if not path.is_file():
+        raise NotFoundError(f"No index at {path}; build one with 'python -m backend index --out {path}'.")
+    return path
+
+
 class IndexStore:
     def __init__(self, path: Path, con):
         self.path = path
@@ -78,9 +85,7 @@ class IndexStore:
     def open(cls, path: str | Path) -> IndexStore:
         import duckdb
 
-        path = Path(path)
-        if not path.exists():
-            raise NotFoundError(f"No index at {path}; build one with 'python -m backend index --out {path}'.")
+        path = require_index_file(Path(path))
         try:
             con = duckdb.connect(str(path), read_only=True)
             con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -113,9 +118,7 @@ class IndexStore:
         return cur
 
     def _check_id(self, feature_id: int) -> int:
-        if not isinstance(feature_id, int) or not 0 <= feature_id < self.d_sae:
-            raise NotFoundError(f"Feature {feature_id} does not exist; this index has features 0 to {self.d_sae - 1}.")
-        return feature_id
+        return check_feature_id(feature_id, self.d_sae, holder="this index")
 
     # ---- index-level -------------------------------------------------------------------
     def info(self) -> IndexInfo:
@@ -228,9 +231,6 @@ class IndexStore:
             f, r, t = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
             peaks[f, r] = t
         return max_acts, peaks
-
-    def all_densities(self) -> list[float]:
-        return [d for (d,) in self._cursor().execute("SELECT density FROM features ORDER BY feature_id").fetchall()]
 
     # ---- one feature ---------------------------------------------------------------------
     def feature_page(self, feature_id: int) -> FeaturePage:

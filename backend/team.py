@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
-from backend.errors import NotFoundError, UserError
+from backend.errors import NotFoundError, UserError, check_feature_id
 from backend.sqlite_io import SqliteFile
 
 SCHEMA_VERSION = 2  # 2: who created a list / last wrote a note, the SAE weights digest of a label
@@ -150,10 +150,7 @@ class TeamStore:
         return cls(team_path_for(index_path), d_sae, sae_sha256)
 
     def _check_feature(self, feature_id: int) -> int:
-        if not isinstance(feature_id, int) or feature_id < 0 or (self.d_sae is not None and feature_id >= self.d_sae):
-            top = f" 0 to {self.d_sae - 1}" if self.d_sae else " non-negative"
-            raise NotFoundError(f"Feature {feature_id} does not exist; feature ids are{top}.")
-        return feature_id
+        return check_feature_id(feature_id, self.d_sae)
 
     # ---- labels ------------------------------------------------------------------------------
     def set_label(self, feature_id: int, text: str, author: str = "") -> TeamLabel | None:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.testing import streamlit_server  # noqa: E402
 from benchmarks.common import ROOT  # noqa: E402
+from tests.support.tiny_source import streamlit_server  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
@@ -55,7 +55,7 @@ PLOTLY_READY = f"(n) => {IDLE} && document.querySelectorAll('.js-plotly-plot .ma
 def tiny_index(folder: Path) -> Path:
     from backend.index.build import IndexConfig, build_index
     from backend.sources import SourceSpec
-    from backend.testing import TINY_TEXT, build_tiny_source
+    from tests.support.tiny_source import TINY_TEXT, build_tiny_source
 
     dirs = build_tiny_source(folder / "source")
     data = folder / "corpus.txt"

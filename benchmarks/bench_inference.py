@@ -36,7 +36,7 @@ from backend.inference.schemas import (  # noqa: E402
 )
 from backend.server import BackgroundServer, create_app  # noqa: E402
 from backend.sources import LoadedSource, load_source  # noqa: E402
-from backend.testing import TINY_TEXT, build_tiny_source  # noqa: E402
+from tests.support.tiny_source import TINY_TEXT, build_tiny_source  # noqa: E402
 
 TARGET_TRACE_P50_S = 0.150
 TARGET_STEER_P50_S = 3.0

@@ -14,7 +14,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from backend.testing import TINY_TEXT, TinySourceDirs, build_tiny_source  # noqa: E402
+from tests.support.tiny_source import TINY_TEXT, TinySourceDirs, build_tiny_source  # noqa: E402
 
 torch.set_num_threads(1)  # tiny models gain nothing from threads; contention costs a lot
 

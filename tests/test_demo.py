@@ -14,7 +14,7 @@ from backend.demo.lm import DemoLMConfig, build_model, load_model, save_model, t
 from backend.demo.paths import ARTIFACTS_DIR
 from backend.demo.tokenizer import load_tokenizer, train_tokenizer
 from backend.demo.train_lm import LMTrainConfig, heldout_loss, train_lm
-from backend.testing import TINY_TEXT
+from tests.support.tiny_source import TINY_TEXT
 
 
 def test_corpus_manifest_is_deterministic_and_split_by_file():

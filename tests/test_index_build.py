@@ -189,7 +189,7 @@ def test_meta_records_the_build(brute, tiny_index):
     assert meta["tokens_counted"] == int(brute["keep"].sum())
     assert meta["hook"] == brute["source"].hook_name
     assert meta["schema_version"] == 1
-    assert {"torch", "sae-lens", "transformer-lens", "duckdb"} <= set(meta["versions"])
+    assert {"python", "torch", "sae_lens", "transformer_lens", "duckdb"} <= set(meta["versions"])
     xy = brute["con"].execute("SELECT umap_x, umap_y, cluster FROM features").fetchall()
     assert len({(round(x, 4), round(y, 4)) for x, y, _ in xy}) > len(xy) // 2, "UMAP must spread features out"
 

@@ -20,7 +20,7 @@ from backend.index.datasets import dataset_texts, token_rows
 from backend.inference.engine import LocalInference
 from backend.inference.schemas import SteerFeature, SteerRequest, TraceRequest
 from backend.sources import SourceSpec, load_source
-from backend.testing_formats import D_MODEL, SAE_KINDS, FormatDirs, build_format_dirs
+from tests.support.formats import D_MODEL, SAE_KINDS, FormatDirs, build_format_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "def add(a, b):\n    return a + b\nclass Point:\n    pass\n"  # longer than the Gemma sliding window

@@ -15,7 +15,7 @@ from backend.inference.engine import LocalInference
 from backend.inference.schemas import TraceRequest
 from backend.readout import HookKind, HookSite, Readout
 from backend.sources import SourceSpec, load_source
-from backend.testing import TinySourceDirs, random_topk_sae
+from tests.support.tiny_source import TinySourceDirs, random_topk_sae
 
 
 def test_hook_sites_parse_once():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from backend.demo.resample import collect_activations, firing_counts, resample_dead_latents
-from backend.testing import random_topk_sae
+from tests.support.tiny_source import random_topk_sae
 
 D_IN, D_SAE, K, DEAD = 16, 48, 4, 6
 

@@ -28,7 +28,7 @@ from backend.inference.schemas import (
 )
 from backend.server import BackgroundServer, ServeConfig, check_bind_security, create_app, serve
 from backend.sources import SourceSpec, load_source
-from backend.testing import free_port, wait_until_answering
+from tests.support.tiny_source import free_port, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "a-test-token-of-32-characters-xx"

@@ -23,7 +23,7 @@ from backend.index.steerability import (
 from backend.inference.batch_generation import RowSampling
 from backend.inference.schemas import SteerFeature, SteerRequest
 from backend.readout import Readout
-from backend.testing import TINY_TEXT
+from tests.support.tiny_source import TINY_TEXT
 
 GREEDY = SteerabilityConfig(ladder=(1.0, 4.0, 16.0), sampling=RowSampling(new_tokens=5, temperature=0.0),
                             batch_rows=3, min_examples=2)

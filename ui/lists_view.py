@@ -8,7 +8,7 @@ import streamlit as st
 
 from backend import team_transfer
 from backend.catalog import NamedFeature
-from backend.errors import UserError
+from backend.errors import UserError, check_feature_id
 from backend.team import ItemEdit, ListItem, TeamList
 from ui import url_state
 from ui.feedback import flash, reported_errors
@@ -64,9 +64,8 @@ def parse_quick_list(text: str, d_sae: int) -> list[int]:
     if len(ids) > MAX_QUICK_LIST:
         raise UserError(f"A quick list holds at most {MAX_QUICK_LIST} features; this link has {len(ids)}. "
                         "Save them as a list instead.")
-    missing = [i for i in ids if i >= d_sae]
-    if missing:
-        raise UserError(f"Feature {missing[0]} does not exist; this SAE has features 0 to {d_sae - 1}.")
+    for feature_id in ids:
+        check_feature_id(feature_id, d_sae)
     return ids
 
 

@@ -46,20 +46,16 @@ def _open_index(path: str, modified_ns: int) -> IndexContext:
 
 def open_index(path: Path) -> IndexContext:
     """Raises NotFoundError/UserError (one sentence) for a missing or unreadable file."""
-    from backend.errors import NotFoundError
+    from backend.store import require_index_file
 
-    if not path.is_file():
-        raise NotFoundError(f"No index at {path}; build one with 'python -m backend index --out {path}'.")
+    require_index_file(path)
     with st.spinner(f"Opening {path.name}…"):
         return _open_index(str(path.resolve()), path.stat().st_mtime_ns)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _inference(source: str, index_path: str) -> Inference:
-    return get_inference(source=source, index_path=index_path)
-
-
 def inference_for(ctx: IndexContext) -> Inference:
-    """The engine for the index's own source (the backend caches it per process; loading happens once)."""
+    """The engine for the index's own source. Not cached here: get_inference keeps one engine per source
+    and index in the process (the CLI and the service share that layer), so a Streamlit cache on top
+    only stacked a second copy of the same handle."""
     with st.spinner(f"Loading {ctx.info.model} and its SAE (first time only)…"):
-        return _inference(ctx.info.source, str(ctx.path))
+        return get_inference(source=ctx.info.source, index_path=str(ctx.path))

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
+
 import torch
 
 from backend.formats.hooked_lm import (
@@ -13,6 +16,7 @@ from backend.formats.hooked_lm import (
     load_model,
     save_model,
 )
+from backend.index.datasets import token_rows
 
 # The format itself lives in backend.formats (sources load it without importing the demo); the demo's
 # names are kept for its training code and tests.
@@ -21,15 +25,12 @@ __all__ = ["LM_CONFIG_FILE", "LM_WEIGHTS_FILE", "DemoLMConfig", "build_model", "
            "tokenize_corpus"]
 
 
-def tokenize_corpus(texts, tokenizer, n_ctx: int) -> torch.Tensor:
-    """Concatenate files (each preceded by BOS) and cut rows of n_ctx tokens, each starting
-    with BOS, so every row looks like what the model sees at inference time."""
-    bos = tokenizer.bos_token_id
-    stream: list[int] = []
-    for text in texts:
-        stream.append(bos)
-        stream.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
-    body = n_ctx - 1
-    n_rows = len(stream) // body
-    rows = torch.tensor(stream[: n_rows * body], dtype=torch.int32).view(n_rows, body)
-    return torch.cat([torch.full((n_rows, 1), bos, dtype=torch.int32), rows], dim=1)
+def tokenize_corpus(texts: Iterable[str], tokenizer, n_ctx: int) -> torch.Tensor:
+    """All of the texts' rows at once, cut the way the index cuts them (backend.index.datasets.token_rows:
+    files joined by BOS, every row starting with BOS), so training rows look like inference rows."""
+    unbounded = sys.maxsize  # one batch holding every row, no token cap
+    batches = list(token_rows(iter(texts), tokenizer, n_ctx, prepend_bos=True, batch_rows=unbounded,
+                              max_tokens=unbounded))
+    if not batches:
+        return torch.empty((0, n_ctx), dtype=torch.int32)
+    return torch.cat(batches).to(torch.int32)  # int32 halves the cached rows file

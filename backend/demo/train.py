@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 from backend.demo.corpus import build_manifest, iter_texts
-from backend.demo.lm import DemoLMConfig, build_model, load_model, save_model, tokenize_corpus
+from backend.demo.lm import DemoLMConfig, build_model, save_model, tokenize_corpus
 from backend.demo.paths import ARTIFACTS_DIR, WORK_DIR, DemoPaths
 from backend.demo.tokenizer import load_tokenizer, train_tokenizer
 from backend.demo.train_lm import LMTrainConfig, sample_texts, train_lm
 from backend.device import pick_device
+from backend.versions import package_versions
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def stage_lm(paths: DemoPaths, cfg: DemoBuildConfig, rows: dict, device: str) ->
     return out
 
 
-def run(cfg: DemoBuildConfig | None = None, device: str | None = None, stop_after: str | None = None) -> Path:
+def run(cfg: DemoBuildConfig | None = None, device: str | None = None) -> Path:
     cfg = cfg or DemoBuildConfig()
     device = pick_device(device)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -82,8 +83,6 @@ def run(cfg: DemoBuildConfig | None = None, device: str | None = None, stop_afte
     start = time.time()
     rows = build_rows(paths, cfg)
     lm_result = stage_lm(paths, cfg, rows, device)
-    if stop_after == "lm":
-        return paths.work
     from backend.demo.train_sae import stage_eval, stage_sae
 
     sae_result = stage_sae(paths, cfg, rows, device)
@@ -95,27 +94,12 @@ def run(cfg: DemoBuildConfig | None = None, device: str | None = None, stop_afte
         "config": asdict(cfg),
         "manifest_digest": rows["manifest_digest"],
         "device": device,
-        "versions": _versions(),
+        "versions": package_versions().model_dump(),
         "rebuild_wall_time_s_this_run": time.time() - start,
     }
     (paths.work / "metrics.json").write_text(json.dumps(metrics, indent=1))
     _publish(paths)
     return ARTIFACTS_DIR
-
-
-def _versions() -> dict:
-    import platform
-    from importlib.metadata import version
-
-    import sae_lens
-    import transformer_lens  # noqa: F401
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "sae_lens": sae_lens.__version__,
-        "transformer_lens": version("transformer-lens"),
-    }
 
 
 def _publish(paths: DemoPaths) -> None:
@@ -135,9 +119,3 @@ def _publish(paths: DemoPaths) -> None:
     staging.rename(ARTIFACTS_DIR)
     shutil.rmtree(old, ignore_errors=True)
     _log(f"artifacts written to {ARTIFACTS_DIR}")
-
-
-def load_lm_from_work(device: str = "cpu"):
-    paths = DemoPaths(WORK_DIR)
-    tok = load_tokenizer(paths.tokenizer_work)
-    return load_model(paths.lm_work, tok, device), tok

@@ -28,6 +28,7 @@ from backend.index.windows import read_windows
 from backend.readout import Readout
 from backend.sources import LoadedSource, SourceSpec, load_source, sae_weights_digest
 from backend.tokens import token_bytes_table
+from backend.versions import package_versions
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def write_index(
         source, state.stats.max, peaks, dataset_texts(cfg.dataset))) if cfg.steerability else None
     meta = {
         "source": str(source.spec),
-        **source.describe(),
+        **source.info().model_dump(),
         "sae_weights_sha256": sae_weights_digest(source.spec),
         "dataset": cfg.dataset or DEMO_HELDOUT,
         "tokens_requested": cfg.tokens,
@@ -188,7 +189,7 @@ def write_index(
         "neighbour_method": cosine.method,
         "umap_fitted_on": fmap.fitted,
         "build_seconds_finalize": time.time() - t0,
-        "versions": _versions(),
+        "versions": package_versions().model_dump(),
         "config": asdict(cfg),
         "excluded_token_ids": source.special_token_ids(),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -242,9 +243,3 @@ class _Stages:
 
     def as_meta(self) -> dict:
         return {**{f"build_seconds_{k}": v for k, v in self.seconds.items()}, "build_peak_rss_mb": self.peak_rss_mb}
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {p: version(p) for p in ("torch", "transformer-lens", "sae-lens", "duckdb")}

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import threading
 
+from backend.inference.errors import BACKEND_TOKEN_ENV
 from backend.inference.protocols import FeatureStats, Inference
 
 __all__ = ["FeatureStats", "Inference", "get_inference"]
 
 BACKEND_URL_ENV = "BACKEND_URL"
-BACKEND_TOKEN_ENV = "BACKEND_TOKEN"
 
 _INSTANCES: dict[tuple[str, str, str], Inference] = {}
 _INSTANCES_LOCK = threading.Lock()

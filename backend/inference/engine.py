@@ -7,15 +7,13 @@ against the source (feature ids, context size) and `InferenceLimits` before any 
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.metadata import version
 
 import torch
 
-from backend.errors import NotFoundError, UserError
+from backend.errors import UserError, check_feature_id
 from backend.inference.deadline import Deadline
 from backend.inference.display import TokenRenderer
 from backend.inference.errors import InferenceBusyError
@@ -40,11 +38,11 @@ from backend.inference.schemas import (
     TokenProbability,
     TraceRequest,
     TraceResponse,
-    Versions,
 )
 from backend.inference.steering import SaeHook, SteeringPlan
 from backend.inference.tracing import PromptFeatureTable, direct_effects, run_trace_forward, top_features_per_token
 from backend.sources import LoadedSource
+from backend.versions import package_versions
 
 PREDICTION_ALTERNATIVES = 5
 
@@ -84,15 +82,10 @@ class LocalInference:
     # ---- health and tokens ---------------------------------------------------------------------
 
     def health(self) -> HealthResponse:
-        info = self.source.describe()
         return HealthResponse(
-            source=info["source"], model=info["model"], hook=self.source.hook_name, hook_layer=self.source.hook_layer,
-            d_model=info["d_model"], d_sae=info["d_sae"], n_layers=info["n_layers"],
-            context_size=self.context_size, vocab_size=info["vocab_size"], architecture=info["architecture"],
-            prepend_bos=self.source.prepend_bos, device=info["device"], dtype=info["dtype"],
-            feature_stats=self.stats is not None, limits=self.limits,
-            versions=Versions(python=platform.python_version(), torch=torch.__version__,
-                              transformer_lens=version("transformer-lens"), sae_lens=version("sae-lens")))
+            **self.source.info().model_dump(), hook_layer=self.source.hook_layer, context_size=self.context_size,
+            prepend_bos=self.source.prepend_bos, feature_stats=self.stats is not None, limits=self.limits,
+            versions=package_versions())
 
     @property
     def context_size(self) -> int:
@@ -124,10 +117,8 @@ class LocalInference:
         return torch.tensor([ids], dtype=torch.long, device=self.source.device)
 
     def _check_feature_ids(self, ids: list[int]) -> None:
-        d_sae = self.source.d_sae
         for feature_id in ids:
-            if not 0 <= feature_id < d_sae:
-                raise NotFoundError(f"Feature {feature_id} does not exist; this SAE has features 0 to {d_sae - 1}.")
+            check_feature_id(feature_id, self.source.d_sae)
 
     @contextmanager
     def _model_turn(self, deadline: Deadline) -> Iterator[None]:

@@ -10,8 +10,8 @@ from typing import TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from backend.errors import NotFoundError, UserError
-from backend.inference.errors import InferenceBusyError, InferenceTimeoutError
+from backend.errors import UserError
+from backend.inference.errors import InferenceTimeoutError, error_for
 from backend.inference.schemas import (
     HealthResponse,
     SteerRequest,
@@ -23,10 +23,6 @@ from backend.inference.schemas import (
 )
 
 Response = TypeVar("Response", bound=BaseModel)
-
-_ERRORS_BY_STATUS: dict[int, type[UserError]] = {404: NotFoundError, 503: InferenceBusyError,
-                                                 504: InferenceTimeoutError}
-
 
 class RemoteInference:
     def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 300.0):
@@ -68,8 +64,9 @@ class RemoteInference:
                                 f"{response_type.__name__}; is BACKEND_URL an inference service of this "
                                 "version?") from exc
         detail = _detail(response)
-        if 400 <= response.status_code < 500 or response.status_code in _ERRORS_BY_STATUS:
-            raise _ERRORS_BY_STATUS.get(response.status_code, UserError)(detail)
+        error = error_for(response.status_code)
+        if error is not None:
+            raise error(detail)
         raise RuntimeError(f"The inference service failed with HTTP {response.status_code}: {detail}")
 
 

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from backend.versions import Versions
+
 # Hard caps: beyond these a request is absurd for any source, so the schema refuses it outright.
 MAX_PROMPT_CHARS = 20_000
 MAX_ABS_STRENGTH = 1_000.0
@@ -82,13 +84,6 @@ class TokenInfo(BaseModel):
 class FeatureValue(BaseModel):
     feature_id: int
     value: float = Field(description="SAE activation (encoder output) of the feature.")
-
-
-class Versions(BaseModel):
-    python: str
-    torch: str
-    transformer_lens: str
-    sae_lens: str
 
 
 class HealthResponse(BaseModel):

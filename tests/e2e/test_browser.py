@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from backend.team import TeamStore
-from backend.testing import streamlit_server
+from tests.support.tiny_source import streamlit_server
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from backend.demo.tokenizer import load_tokenizer, train_tokenizer
-from backend.testing import TINY_TEXT
+from tests.support.tiny_source import TINY_TEXT
 
 D_MODEL = 64
 N_CTX = 64
@@ -36,83 +36,38 @@ def _gpt2(vocab: int, ids: dict):
     )
 
 
+def _decoder_config(config_cls, vocab: int, ids: dict, **shape):
+    """The two-layer shape every Llama-family test model shares; `shape` adds each family's own fields."""
+    return config_cls(num_hidden_layers=2, hidden_size=D_MODEL, intermediate_size=128, num_attention_heads=4,
+                      max_position_embeddings=N_CTX, vocab_size=vocab, **ids, initializer_range=INIT_RANGE, **shape)
+
+
 def _llama(vocab: int, ids: dict):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    return LlamaForCausalLM(
-        LlamaConfig(
-            num_hidden_layers=2,
-            hidden_size=D_MODEL,
-            intermediate_size=128,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=N_CTX,
-            vocab_size=vocab,
-            **ids,
-            initializer_range=INIT_RANGE,
-        )
-    )
+    return LlamaForCausalLM(_decoder_config(LlamaConfig, vocab, ids, num_key_value_heads=2))
 
 
 def _gemma(vocab: int, ids: dict):
     from transformers import GemmaConfig, GemmaForCausalLM
 
-    return GemmaForCausalLM(
-        GemmaConfig(
-            num_hidden_layers=2,
-            hidden_size=D_MODEL,
-            intermediate_size=128,
-            num_attention_heads=4,
-            num_key_value_heads=1,
-            head_dim=16,
-            max_position_embeddings=N_CTX,
-            vocab_size=vocab,
-            **ids,
-            initializer_range=INIT_RANGE,
-        )
-    )
+    return GemmaForCausalLM(_decoder_config(GemmaConfig, vocab, ids, num_key_value_heads=1, head_dim=16))
 
 
 def _gemma2(vocab: int, ids: dict):
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
     # a sliding window shorter than the prompts, so local attention is exercised
-    return Gemma2ForCausalLM(
-        Gemma2Config(
-            num_hidden_layers=2,
-            hidden_size=D_MODEL,
-            intermediate_size=128,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
-            max_position_embeddings=N_CTX,
-            vocab_size=vocab,
-            **ids,
-            sliding_window=8,
-            initializer_range=INIT_RANGE,
-        )
-    )
+    return Gemma2ForCausalLM(_decoder_config(Gemma2Config, vocab, ids, num_key_value_heads=2, head_dim=16,
+                                             sliding_window=8))
 
 
 def _gemma3(vocab: int, ids: dict):
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    return Gemma3ForCausalLM(
-        Gemma3TextConfig(
-            num_hidden_layers=2,
-            hidden_size=D_MODEL,
-            intermediate_size=128,
-            num_attention_heads=4,
-            num_key_value_heads=1,
-            head_dim=16,
-            max_position_embeddings=N_CTX,
-            vocab_size=vocab,
-            **ids,
-            sliding_window=8,
-            layer_types=["sliding_attention", "full_attention"],
-            initializer_range=INIT_RANGE,
-        )
-    )
+    return Gemma3ForCausalLM(_decoder_config(Gemma3TextConfig, vocab, ids, num_key_value_heads=1, head_dim=16,
+                                             sliding_window=8,
+                                             layer_types=["sliding_attention", "full_attention"]))
 
 
 def _falcon(vocab: int, ids: dict):

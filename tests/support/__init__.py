@@ -1,0 +1,2 @@
+"""Test fixtures (tiny real sources, servers, local-format dirs) shared by tests/ and benchmarks/,
+kept out of the product package."""
