@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from backend.errors import NotFoundError, UserError
+from backend.index.meta import IndexMeta
 from backend.payloads import (
     Example,
     FeaturePage,
@@ -59,13 +61,14 @@ class IndexStore:
         self._cursors: dict[int, object] = {}
         self._cursors_lock = threading.Lock()
         _OPEN_STORES.add(self)
-        self.meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()}
+        self.meta = IndexMeta.from_stored({k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")
+                                          .fetchall()})
         self.vocab: list[bytes] = [
             bytes(b) for (b,) in con.execute("SELECT token_bytes FROM vocab ORDER BY token_id").fetchall()
         ]
-        self.d_sae = int(self.meta["d_sae"])
-        self._n_hist_bins = self.meta["config"]["n_hist_bins"]
-        self._n_intervals = self.meta["config"]["n_intervals"]
+        self.d_sae = self.meta.d_sae
+        self._n_hist_bins = self.meta.config.n_hist_bins
+        self._n_intervals = self.meta.config.n_intervals
         self.has_steerability = bool(con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'steerability'").fetchone()[0])
         # every feature query reads this view: the features with their steerability (NULL in older indexes)
@@ -86,7 +89,12 @@ class IndexStore:
             con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except duckdb.Error as exc:
             raise UserError(f"{path} is not a feature index this version can read ({type(exc).__name__}).") from exc
-        return cls(path, con)
+        try:
+            return cls(path, con)
+        except ValidationError as exc:  # its meta table lacks a field every index has
+            con.close()
+            raise UserError(f"{path} is not a feature index this version can read (meta: {exc.error_count()} "
+                            "fields missing or malformed).") from exc
 
     def close(self) -> None:
         """Close every thread's cursor and the connection; closing twice is harmless."""
@@ -123,22 +131,22 @@ class IndexStore:
         m = self.meta
         return IndexInfo(
             path=str(self.path),
-            source=m["source"],
-            model=m["model"],
-            hook=m["hook"],
-            d_model=m["d_model"],
-            d_sae=m["d_sae"],
-            dataset=m["dataset"],
-            tokens_processed=m["tokens_processed"],
-            tokens_counted=m["tokens_counted"],
-            context_size=m["context_size"],
+            source=m.source,
+            model=m.model,
+            hook=m.hook,
+            d_model=m.d_model,
+            d_sae=m.d_sae,
+            dataset=m.dataset,
+            tokens_processed=m.tokens_processed,
+            tokens_counted=m.tokens_counted,
+            context_size=m.context_size,
             alive_features=self.d_sae - dead,
             dead_features=dead,
-            logits_through_final_ln=m["logits_through_final_ln"],
-            built_at=m["built_at"],
-            build_seconds=m["build_seconds_total"],
-            sae_weights_sha256=m.get("sae_weights_sha256"),
-            schema_version=m["schema_version"],
+            logits_through_final_ln=m.logits_through_final_ln,
+            built_at=m.built_at,
+            build_seconds=m.build_seconds_total,
+            sae_weights_sha256=m.sae_weights_sha256,
+            schema_version=m.schema_version,
         )
 
     def token_text(self, token_id: int) -> str:
@@ -221,7 +229,7 @@ class IndexStore:
         cur = self._cursor()
         max_acts = np.array([m for (m,) in cur.execute("SELECT max_act FROM features ORDER BY feature_id").fetchall()],
                             dtype=np.float32)
-        k = int(self.meta["config"]["top_k"])
+        k = self.meta.config.top_k
         peaks = np.full((self.d_sae, k), -1, dtype=np.int64)
         rows = cur.execute("SELECT feature_id, rank, token_ids[center + 1] FROM examples WHERE kind = 'top'").fetchall()
         if rows:
@@ -305,7 +313,7 @@ class IndexStore:
             logit_pos=self._logits(lp_ids, lp_vals),
             logit_neg=self._logits(ln_ids, ln_vals),
             logit_hist=Histogram(lo=lh_lo, hi=lh_hi, counts=list(lh_counts)),
-            logits_through_final_ln=bool(self.meta["logits_through_final_ln"]),
+            logits_through_final_ln=self.meta.logits_through_final_ln,
             cosine_neighbours=_neighbours(cos_ids, cos_vals, labels),
             coactivation_neighbours=_neighbours(co_ids, co_vals, labels),
             umap_x=ux,
@@ -380,8 +388,7 @@ def example_windows(store: IndexStore, feature_ids: Sequence[int] | None = None)
             FROM examples {where} ORDER BY feature_id, kind DESC, interval_idx, rank""",
         params=params,
     ).to_arrow_table()
-    cfg = store.meta["config"]
-    width = int(cfg["window_before"]) + int(cfg["window_after"]) + 1
+    width = store.meta.config.window_before + store.meta.config.window_after + 1
     n = table.num_rows
     tokens = np.full((n, width), -1, dtype=np.int64)
     acts = np.zeros((n, width), dtype=np.float32)
