@@ -77,7 +77,7 @@ def child_bare(spec: str, tokens: int, batch_size: int) -> dict:
     return {"tokens": sum(b.numel() for b in batches), "seconds": seconds}
 
 
-def child_build(spec: str, tokens: int, batch_size: int, out: str) -> dict:
+def child_build(spec: str, tokens: int, batch_size: int, out: str, activation_log_gb: float) -> dict:
     from backend.index.build import IndexConfig, build_index
     from backend.sources import SourceSpec, load_source
 
@@ -85,7 +85,7 @@ def child_build(spec: str, tokens: int, batch_size: int, out: str) -> dict:
     start = time.perf_counter()
     # steerability (one forward pass per batch of live features) is a demo-sized stage, off as for `local:` sources
     build_index(SourceSpec.parse(spec), IndexConfig(tokens=tokens, batch_size=batch_size, progress=False,
-                                                    steerability=False), out)
+                                                    steerability=False, activation_log_gb=activation_log_gb), out)
     from backend.store import IndexStore
 
     with IndexStore.open(out) as store:
@@ -121,13 +121,15 @@ def main() -> None:
     p.add_argument("--tokens", default="65536,65536,4096", help="tokens per size, in the same order")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--keep", help="keep each size's index (and SAE) in this folder, for benchmarks/bench_ui.py")
+    p.add_argument("--activation-log-gb", type=float, default=4.0,
+                   help="disk for the activation log the windows pass reads (0: it encodes every batch again)")
     p.add_argument("--child", action="store_true")
     p.add_argument("rest", nargs="*")
     args = p.parse_args()
     if args.child:
         kind, spec, tokens, *extra = args.rest
         result = (child_bare(spec, int(tokens), args.batch_size) if kind == "bare"
-                  else child_build(spec, int(tokens), args.batch_size, extra[0]))
+                  else child_build(spec, int(tokens), args.batch_size, extra[0], args.activation_log_gb))
         print(json.dumps(result))
         return
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_scale_"))
@@ -138,7 +140,8 @@ def main() -> None:
             sae_dir = make_random_sae(tmp / f"sae_{d_sae}", d_sae)
             spec, out = spec_for(sae_dir), str(tmp / f"index_{d_sae}.duckdb")
             bare = run_child(__file__, "bare", spec, str(tokens))
-            build = run_child(__file__, "build", spec, str(tokens), out)
+            build = run_child(__file__, "--activation-log-gb", str(args.activation_log_gb), "build", spec, str(tokens),
+                              out)
             p50, p95 = query_latency(out)
             rows.append({
                 "features": d_sae, "tokens": build["tokens"],
