@@ -45,7 +45,7 @@ def test_heldout_rows_follow_the_index_rows(tiny_parts, tiny_dataset, source):
                                                             meta.context_size, True, 8, 1 << 40)])
     assert np.array_equal(heldout.tokens, stream[meta.rows: meta.rows + heldout.rows])
     # the demo's held-out split is used up by its index: its training split follows, never the same rows
-    plan = heldout_plan({"dataset": DEMO_HELDOUT, "rows": 7}, None)
+    plan = heldout_plan(meta.with_values(dataset=DEMO_HELDOUT, rows=7), None)
     assert [(p.dataset, p.skip_rows) for p in plan] == [(DEMO_HELDOUT, 7), (DEMO_TRAIN, 0)]
 
 
