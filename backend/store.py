@@ -2,7 +2,7 @@
 
 An `IndexStore` opens one index read-only, keeps the vocabulary in memory, and returns the
 typed payloads of backend/payloads.py. It also implements the inference engine's
-`FeatureStats` protocol (max activation and density per feature)."""
+`IndexFeatureLookup` protocol (max activation, density, calibrated strength per feature)."""
 
 from __future__ import annotations
 

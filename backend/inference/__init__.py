@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import threading
 
-from backend.inference.protocols import FeatureStats, Inference
+from backend.inference.protocols import IndexFeatureLookup, Inference
 
-__all__ = ["FeatureStats", "Inference", "get_inference"]
+__all__ = ["IndexFeatureLookup", "Inference", "get_inference"]
 
 BACKEND_URL_ENV = "BACKEND_URL"
 BACKEND_TOKEN_ENV = "BACKEND_TOKEN"
