@@ -12,7 +12,7 @@ import random
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,32 @@ from backend.tokens import display_pieces, single_token_text
 _ROW_COLUMNS = ("feature_id, label, top_token, density, max_act, mean_act, dead, cluster, output_score, input_score, "
                 "calibrated_strength")
 _STEER_COLUMNS = ("output_score", "input_score", "calibrated_multiplier", "calibrated_strength", "evoked_ratio")
+_N_ROW_COLUMNS = len(_ROW_COLUMNS.split(","))
+
+
+@dataclass(frozen=True)
+class _PageColumns:
+    """The `features` columns a feature page reads besides the `FeatureRow` ones; field names are column names."""
+
+    fire_count: int
+    hist_bound: float
+    hist_counts: list[int]
+    logit_pos_ids: list[int]
+    logit_pos_values: list[float]
+    logit_neg_ids: list[int]
+    logit_neg_values: list[float]
+    logit_hist_counts: list[int]
+    logit_hist_lo: float
+    logit_hist_hi: float
+    cos_ids: list[int]
+    cos_values: list[float]
+    coact_ids: list[int]
+    coact_values: list[float]
+    umap_x: float
+    umap_y: float
+
+
+_PAGE_COLUMNS = ", ".join(f.name for f in fields(_PageColumns))
 
 
 _OPEN_STORES: weakref.WeakSet[IndexStore] = weakref.WeakSet()
@@ -212,7 +238,7 @@ class IndexStore:
         )
         return {r[0]: _row(r) for r in rows}
 
-    # ---- FeatureStats protocol (used by inference) --------------------------------------
+    # ---- IndexFeatureLookup protocol (used by inference) ---------------------------------
     def max_activation(self, ids: list[int]) -> dict[int, float]:
         return {i: r.max_act for i, r in self.feature_rows(ids).items()}
 
@@ -244,33 +270,33 @@ class IndexStore:
     def feature_page(self, feature_id: int) -> FeaturePage:
         self._check_id(feature_id)
         cur = self._cursor()
-        f = cur.execute(
-            f"""SELECT {_ROW_COLUMNS}, fire_count, hist_bound, hist_counts, logit_pos_ids, logit_pos_values,
-                            logit_neg_ids, logit_neg_values, logit_hist_counts, logit_hist_lo, logit_hist_hi,
-                            cos_ids, cos_values, coact_ids, coact_values, umap_x, umap_y
-                            FROM {self._features} WHERE feature_id = ?""",
-            [feature_id],
-        ).fetchone()
-        row = _row(f[:11])
-        (
-            fire_count,
-            bound,
-            hist,
-            lp_ids,
-            lp_vals,
-            ln_ids,
-            ln_vals,
-            lh_counts,
-            lh_lo,
-            lh_hi,
-            cos_ids,
-            cos_vals,
-            co_ids,
-            co_vals,
-            ux,
-            uy,
-        ) = f[11:]
-        examples = cur.execute(
+        f = cur.execute(f"SELECT {_ROW_COLUMNS}, {_PAGE_COLUMNS} FROM {self._features} WHERE feature_id = ?",
+                        [feature_id]).fetchone()
+        row, cols = _row(f[:_N_ROW_COLUMNS]), _PageColumns(*f[_N_ROW_COLUMNS:])
+        top, by_interval = self._examples(feature_id)
+        hist, bound = cols.hist_counts, cols.hist_bound
+        hist_width = bound / self._n_hist_bins if bound else 0.0
+        labels = self.feature_rows(list(cols.cos_ids) + list(cols.coact_ids))
+        return FeaturePage(
+            row=row,
+            fire_count=cols.fire_count,
+            top_examples=top,
+            intervals=self._intervals(bound, hist, by_interval)[::-1],
+            activation_hist=Histogram(lo=0.0, hi=hist_width * len(hist), counts=list(hist)),
+            logit_pos=self._logits(cols.logit_pos_ids, cols.logit_pos_values),
+            logit_neg=self._logits(cols.logit_neg_ids, cols.logit_neg_values),
+            logit_hist=Histogram(lo=cols.logit_hist_lo, hi=cols.logit_hist_hi, counts=list(cols.logit_hist_counts)),
+            logits_through_final_ln=self.meta.logits_through_final_ln,
+            cosine_neighbours=_neighbours(cols.cos_ids, cols.cos_values, labels),
+            coactivation_neighbours=_neighbours(cols.coact_ids, cols.coact_values, labels),
+            umap_x=cols.umap_x,
+            umap_y=cols.umap_y,
+            d_sae=self.d_sae,
+        )
+
+    def _examples(self, feature_id: int) -> tuple[list[Example], dict[int, list[Example]]]:
+        """The feature's top examples, and its interval samples by interval index."""
+        examples = self._cursor().execute(
             """SELECT kind, interval_idx, value, row_id, pos, center, token_ids, acts
                                   FROM examples WHERE feature_id = ? ORDER BY kind DESC, interval_idx, rank""",
             [feature_id],
@@ -289,10 +315,14 @@ class IndexStore:
                 ],
             )
             (top if kind == "top" else by_interval.setdefault(interval, [])).append(ex)
+        return top, by_interval
+
+    def _intervals(self, bound: float, hist: list[int], by_interval: dict[int, list[Example]]) -> list[IntervalGroup]:
+        """The published activation intervals, lowest first: each groups `per_interval` internal histogram bins."""
         width = bound / self._n_intervals if bound else 0.0
         per_interval = self._n_hist_bins // self._n_intervals
         n_published = -(-len(hist) // per_interval) if hist else 0
-        intervals = [
+        return [
             IntervalGroup(
                 index=j,
                 lo=j * width,
@@ -302,24 +332,6 @@ class IndexStore:
             )
             for j in range(n_published)
         ]
-        hist_width = bound / self._n_hist_bins if bound else 0.0
-        labels = self.feature_rows(list(cos_ids) + list(co_ids))
-        return FeaturePage(
-            row=row,
-            fire_count=fire_count,
-            top_examples=top,
-            intervals=intervals[::-1],
-            activation_hist=Histogram(lo=0.0, hi=hist_width * len(hist), counts=list(hist)),
-            logit_pos=self._logits(lp_ids, lp_vals),
-            logit_neg=self._logits(ln_ids, ln_vals),
-            logit_hist=Histogram(lo=lh_lo, hi=lh_hi, counts=list(lh_counts)),
-            logits_through_final_ln=self.meta.logits_through_final_ln,
-            cosine_neighbours=_neighbours(cos_ids, cos_vals, labels),
-            coactivation_neighbours=_neighbours(co_ids, co_vals, labels),
-            umap_x=ux,
-            umap_y=uy,
-            d_sae=self.d_sae,
-        )
 
     def _logits(self, ids: list[int], values: list[float]) -> list[LogitEntry]:
         return [LogitEntry(token=self.token_text(i), token_id=i, value=v) for i, v in zip(ids, values, strict=True)]
