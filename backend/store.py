@@ -2,7 +2,7 @@
 
 An `IndexStore` opens one index read-only, keeps the vocabulary in memory, and returns the
 typed payloads of backend/payloads.py. It also implements the inference engine's
-`FeatureStats` protocol (max activation and density per feature)."""
+`IndexFeatureLookup` protocol (max activation, density, calibrated strength per feature)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ import random
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from backend.errors import NotFoundError, UserError, check_feature_id
+from backend.index.meta import IndexMeta
 from backend.payloads import (
     Example,
     FeaturePage,
@@ -37,6 +39,32 @@ from backend.tokens import display_pieces, single_token_text
 _ROW_COLUMNS = ("feature_id, label, top_token, density, max_act, mean_act, dead, cluster, output_score, input_score, "
                 "calibrated_strength")
 _STEER_COLUMNS = ("output_score", "input_score", "calibrated_multiplier", "calibrated_strength", "evoked_ratio")
+_N_ROW_COLUMNS = len(_ROW_COLUMNS.split(","))
+
+
+@dataclass(frozen=True)
+class _PageColumns:
+    """The `features` columns a feature page reads besides the `FeatureRow` ones; field names are column names."""
+
+    fire_count: int
+    hist_bound: float
+    hist_counts: list[int]
+    logit_pos_ids: list[int]
+    logit_pos_values: list[float]
+    logit_neg_ids: list[int]
+    logit_neg_values: list[float]
+    logit_hist_counts: list[int]
+    logit_hist_lo: float
+    logit_hist_hi: float
+    cos_ids: list[int]
+    cos_values: list[float]
+    coact_ids: list[int]
+    coact_values: list[float]
+    umap_x: float
+    umap_y: float
+
+
+_PAGE_COLUMNS = ", ".join(f.name for f in fields(_PageColumns))
 
 
 _OPEN_STORES: weakref.WeakSet[IndexStore] = weakref.WeakSet()
@@ -66,13 +94,14 @@ class IndexStore:
         self._cursors: dict[int, object] = {}
         self._cursors_lock = threading.Lock()
         _OPEN_STORES.add(self)
-        self.meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()}
+        self.meta = IndexMeta.from_stored({k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")
+                                          .fetchall()})
         self.vocab: list[bytes] = [
             bytes(b) for (b,) in con.execute("SELECT token_bytes FROM vocab ORDER BY token_id").fetchall()
         ]
-        self.d_sae = int(self.meta["d_sae"])
-        self._n_hist_bins = self.meta["config"]["n_hist_bins"]
-        self._n_intervals = self.meta["config"]["n_intervals"]
+        self.d_sae = self.meta.d_sae
+        self._n_hist_bins = self.meta.config.n_hist_bins
+        self._n_intervals = self.meta.config.n_intervals
         self.has_steerability = bool(con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'steerability'").fetchone()[0])
         # every feature query reads this view: the features with their steerability (NULL in older indexes)
@@ -91,7 +120,12 @@ class IndexStore:
             con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except duckdb.Error as exc:
             raise UserError(f"{path} is not a feature index this version can read ({type(exc).__name__}).") from exc
-        return cls(path, con)
+        try:
+            return cls(path, con)
+        except ValidationError as exc:  # its meta table lacks a field every index has
+            con.close()
+            raise UserError(f"{path} is not a feature index this version can read (meta: {exc.error_count()} "
+                            "fields missing or malformed).") from exc
 
     def close(self) -> None:
         """Close every thread's cursor and the connection; closing twice is harmless."""
@@ -126,22 +160,22 @@ class IndexStore:
         m = self.meta
         return IndexInfo(
             path=str(self.path),
-            source=m["source"],
-            model=m["model"],
-            hook=m["hook"],
-            d_model=m["d_model"],
-            d_sae=m["d_sae"],
-            dataset=m["dataset"],
-            tokens_processed=m["tokens_processed"],
-            tokens_counted=m["tokens_counted"],
-            context_size=m["context_size"],
+            source=m.source,
+            model=m.model,
+            hook=m.hook,
+            d_model=m.d_model,
+            d_sae=m.d_sae,
+            dataset=m.dataset,
+            tokens_processed=m.tokens_processed,
+            tokens_counted=m.tokens_counted,
+            context_size=m.context_size,
             alive_features=self.d_sae - dead,
             dead_features=dead,
-            logits_through_final_ln=m["logits_through_final_ln"],
-            built_at=m["built_at"],
-            build_seconds=m["build_seconds_total"],
-            sae_weights_sha256=m.get("sae_weights_sha256"),
-            schema_version=m["schema_version"],
+            logits_through_final_ln=m.logits_through_final_ln,
+            built_at=m.built_at,
+            build_seconds=m.build_seconds_total,
+            sae_weights_sha256=m.sae_weights_sha256,
+            schema_version=m.schema_version,
         )
 
     def token_text(self, token_id: int) -> str:
@@ -207,7 +241,7 @@ class IndexStore:
         )
         return {r[0]: _row(r) for r in rows}
 
-    # ---- FeatureStats protocol (used by inference) --------------------------------------
+    # ---- IndexFeatureLookup protocol (used by inference) ---------------------------------
     def max_activation(self, ids: list[int]) -> dict[int, float]:
         return {i: r.max_act for i, r in self.feature_rows(ids).items()}
 
@@ -224,7 +258,7 @@ class IndexStore:
         cur = self._cursor()
         max_acts = np.array([m for (m,) in cur.execute("SELECT max_act FROM features ORDER BY feature_id").fetchall()],
                             dtype=np.float32)
-        k = int(self.meta["config"]["top_k"])
+        k = self.meta.config.top_k
         peaks = np.full((self.d_sae, k), -1, dtype=np.int64)
         rows = cur.execute("SELECT feature_id, rank, token_ids[center + 1] FROM examples WHERE kind = 'top'").fetchall()
         if rows:
@@ -236,33 +270,33 @@ class IndexStore:
     def feature_page(self, feature_id: int) -> FeaturePage:
         self._check_id(feature_id)
         cur = self._cursor()
-        f = cur.execute(
-            f"""SELECT {_ROW_COLUMNS}, fire_count, hist_bound, hist_counts, logit_pos_ids, logit_pos_values,
-                            logit_neg_ids, logit_neg_values, logit_hist_counts, logit_hist_lo, logit_hist_hi,
-                            cos_ids, cos_values, coact_ids, coact_values, umap_x, umap_y
-                            FROM {self._features} WHERE feature_id = ?""",
-            [feature_id],
-        ).fetchone()
-        row = _row(f[:11])
-        (
-            fire_count,
-            bound,
-            hist,
-            lp_ids,
-            lp_vals,
-            ln_ids,
-            ln_vals,
-            lh_counts,
-            lh_lo,
-            lh_hi,
-            cos_ids,
-            cos_vals,
-            co_ids,
-            co_vals,
-            ux,
-            uy,
-        ) = f[11:]
-        examples = cur.execute(
+        f = cur.execute(f"SELECT {_ROW_COLUMNS}, {_PAGE_COLUMNS} FROM {self._features} WHERE feature_id = ?",
+                        [feature_id]).fetchone()
+        row, cols = _row(f[:_N_ROW_COLUMNS]), _PageColumns(*f[_N_ROW_COLUMNS:])
+        top, by_interval = self._examples(feature_id)
+        hist, bound = cols.hist_counts, cols.hist_bound
+        hist_width = bound / self._n_hist_bins if bound else 0.0
+        labels = self.feature_rows(list(cols.cos_ids) + list(cols.coact_ids))
+        return FeaturePage(
+            row=row,
+            fire_count=cols.fire_count,
+            top_examples=top,
+            intervals=self._intervals(bound, hist, by_interval)[::-1],
+            activation_hist=Histogram(lo=0.0, hi=hist_width * len(hist), counts=list(hist)),
+            logit_pos=self._logits(cols.logit_pos_ids, cols.logit_pos_values),
+            logit_neg=self._logits(cols.logit_neg_ids, cols.logit_neg_values),
+            logit_hist=Histogram(lo=cols.logit_hist_lo, hi=cols.logit_hist_hi, counts=list(cols.logit_hist_counts)),
+            logits_through_final_ln=self.meta.logits_through_final_ln,
+            cosine_neighbours=_neighbours(cols.cos_ids, cols.cos_values, labels),
+            coactivation_neighbours=_neighbours(cols.coact_ids, cols.coact_values, labels),
+            umap_x=cols.umap_x,
+            umap_y=cols.umap_y,
+            d_sae=self.d_sae,
+        )
+
+    def _examples(self, feature_id: int) -> tuple[list[Example], dict[int, list[Example]]]:
+        """The feature's top examples, and its interval samples by interval index."""
+        examples = self._cursor().execute(
             """SELECT kind, interval_idx, value, row_id, pos, center, token_ids, acts
                                   FROM examples WHERE feature_id = ? ORDER BY kind DESC, interval_idx, rank""",
             [feature_id],
@@ -281,10 +315,14 @@ class IndexStore:
                 ],
             )
             (top if kind == "top" else by_interval.setdefault(interval, [])).append(ex)
+        return top, by_interval
+
+    def _intervals(self, bound: float, hist: list[int], by_interval: dict[int, list[Example]]) -> list[IntervalGroup]:
+        """The published activation intervals, lowest first: each groups `per_interval` internal histogram bins."""
         width = bound / self._n_intervals if bound else 0.0
         per_interval = self._n_hist_bins // self._n_intervals
         n_published = -(-len(hist) // per_interval) if hist else 0
-        intervals = [
+        return [
             IntervalGroup(
                 index=j,
                 lo=j * width,
@@ -294,24 +332,6 @@ class IndexStore:
             )
             for j in range(n_published)
         ]
-        hist_width = bound / self._n_hist_bins if bound else 0.0
-        labels = self.feature_rows(list(cos_ids) + list(co_ids))
-        return FeaturePage(
-            row=row,
-            fire_count=fire_count,
-            top_examples=top,
-            intervals=intervals[::-1],
-            activation_hist=Histogram(lo=0.0, hi=hist_width * len(hist), counts=list(hist)),
-            logit_pos=self._logits(lp_ids, lp_vals),
-            logit_neg=self._logits(ln_ids, ln_vals),
-            logit_hist=Histogram(lo=lh_lo, hi=lh_hi, counts=list(lh_counts)),
-            logits_through_final_ln=bool(self.meta["logits_through_final_ln"]),
-            cosine_neighbours=_neighbours(cos_ids, cos_vals, labels),
-            coactivation_neighbours=_neighbours(co_ids, co_vals, labels),
-            umap_x=ux,
-            umap_y=uy,
-            d_sae=self.d_sae,
-        )
 
     def _logits(self, ids: list[int], values: list[float]) -> list[LogitEntry]:
         return [LogitEntry(token=self.token_text(i), token_id=i, value=v) for i, v in zip(ids, values, strict=True)]
@@ -380,8 +400,7 @@ def example_windows(store: IndexStore, feature_ids: Sequence[int] | None = None)
             FROM examples {where} ORDER BY feature_id, kind DESC, interval_idx, rank""",
         params=params,
     ).to_arrow_table()
-    cfg = store.meta["config"]
-    width = int(cfg["window_before"]) + int(cfg["window_after"]) + 1
+    width = store.meta.config.window_before + store.meta.config.window_after + 1
     n = table.num_rows
     tokens = np.full((n, width), -1, dtype=np.int64)
     acts = np.zeros((n, width), dtype=np.float32)

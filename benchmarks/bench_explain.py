@@ -71,9 +71,9 @@ def main() -> None:
         meta, token_bytes = store.meta, store.vocab
         windows, live = example_windows(store), live_feature_ids(store)
     t0 = time.perf_counter()
-    heldout = encode_heldout(load_source(meta["source"]), meta, args.heldout_tokens, progress=False)
+    heldout = encode_heldout(load_source(meta.source), meta, args.heldout_tokens, progress=False)
     t1 = time.perf_counter()
-    vocab = Vocabulary.build(token_bytes, meta.get("excluded_token_ids", []))
+    vocab = Vocabulary.build(token_bytes, meta.excluded_token_ids)
     out = explain_offline(windows, heldout, vocab, live, OfflineConfig())
     t2 = time.perf_counter()
     scored = {e.feature_id: e for e in out if e.score is not None}

@@ -55,11 +55,11 @@ def child_build(source: str, tokens: int, dataset: str | None, out: str, batch_s
     build_index(SourceSpec.parse(source), IndexConfig(tokens=tokens, dataset=dataset, batch_size=batch_size,
                                                       progress=False), out)
     total = time.perf_counter() - start
-    import duckdb
+    from backend.store import IndexStore
 
-    con = duckdb.connect(out, read_only=True)
-    meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()}
-    print(json.dumps({"total_s": total, "stream_s": meta["build_seconds_stream"], "tokens": meta["tokens_processed"],
+    with IndexStore.open(out) as store:
+        meta = store.meta
+    print(json.dumps({"total_s": total, "stream_s": meta.build_seconds_stream, "tokens": meta.tokens_processed,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

@@ -47,14 +47,13 @@ def child(kind: str, source: str, tokens: int, out: str, workers: int, shards: i
     else:
         build_index(SourceSpec.parse(source), cfg, out)
         seconds = time.perf_counter() - start
-    import duckdb
+    from backend.store import IndexStore
 
-    con = duckdb.connect(out, read_only=True)
-    meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()}
-    con.close()
-    return {"seconds": seconds, "tokens": meta["tokens_processed"], "finalize_s": meta["build_seconds_finalize"],
-            "stream_s": meta["build_seconds_stream"],
-            "merge_s": meta.get("build_seconds_merge", 0.0),
+    with IndexStore.open(out) as store:
+        meta = store.meta
+    return {"seconds": seconds, "tokens": meta.tokens_processed, "finalize_s": meta.build_seconds_finalize,
+            "stream_s": meta.build_seconds_stream,
+            "merge_s": meta.build_seconds_merge or 0.0,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

@@ -86,16 +86,16 @@ def child_build(spec: str, tokens: int, batch_size: int, out: str, activation_lo
     # steerability (one forward pass per batch of live features) is a demo-sized stage, off as for `local:` sources
     build_index(SourceSpec.parse(spec), IndexConfig(tokens=tokens, batch_size=batch_size, progress=False,
                                                     steerability=False, activation_log_gb=activation_log_gb), out)
-    import duckdb
+    total = time.perf_counter() - start  # the build only, not opening it below
+    from backend.store import IndexStore
 
-    con = duckdb.connect(out, read_only=True)
-    meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()}
-    con.close()
-    return {"total_s": time.perf_counter() - start, "stream_s": meta["build_seconds_stream"],
-            "finalize_s": meta["build_seconds_finalize"], "windows_s": meta["build_seconds_windows"],
-            "stage_s": {k: meta.get(f"build_seconds_{k}", 0.0) for k in STAGES},
-            "stage_peak_rss_mb": meta["build_peak_rss_mb"], "neighbour_method": meta["neighbour_method"],
-            "tokens": meta["tokens_processed"],
+    with IndexStore.open(out) as store:
+        meta = store.meta
+    return {"total_s": total, "stream_s": meta.build_seconds_stream,
+            "finalize_s": meta.build_seconds_finalize, "windows_s": meta.build_seconds_windows,
+            "stage_s": {k: getattr(meta, f"build_seconds_{k}") or 0.0 for k in STAGES},
+            "stage_peak_rss_mb": meta.build_peak_rss_mb, "neighbour_method": meta.neighbour_method,
+            "tokens": meta.tokens_processed,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

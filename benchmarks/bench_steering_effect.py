@@ -89,7 +89,7 @@ def main() -> None:
     p.add_argument("--rho-new-tokens", type=int, default=16)
     args = p.parse_args()
     store = IndexStore.open(args.index)
-    source_spec = store.meta["source"]
+    source_spec = store.meta.source
     inference = get_inference(source_spec, index_path=args.index)
     source = load_source(source_spec)
     # features that fire on 0.01%-1% of tokens: specific enough to have a meaning of their own

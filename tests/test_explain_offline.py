@@ -33,19 +33,19 @@ def tiny_parts(tiny_index, source):
 @pytest.fixture(scope="module")
 def offline(tiny_parts) -> list[Explanation]:
     meta, vocab, windows, live, heldout = tiny_parts
-    return explain_offline(windows, heldout, Vocabulary.build(vocab, meta["excluded_token_ids"]), live,
+    return explain_offline(windows, heldout, Vocabulary.build(vocab, meta.excluded_token_ids), live,
                            OfflineConfig(min_active=5))
 
 
 def test_heldout_rows_follow_the_index_rows(tiny_parts, tiny_dataset, source):
     meta, _, _, _, heldout = tiny_parts
-    assert heldout_plan(meta, None)[0].skip_rows == meta["rows"] > 0
-    assert heldout.rows * heldout.ctx >= HELDOUT_TOKENS and f"after row {meta['rows']}" in heldout.description
+    assert heldout_plan(meta, None)[0].skip_rows == meta.rows > 0
+    assert heldout.rows * heldout.ctx >= HELDOUT_TOKENS and f"after row {meta.rows}" in heldout.description
     stream = np.concatenate([b.numpy() for b in token_rows(dataset_texts(str(tiny_dataset)), source.tokenizer,
-                                                            meta["context_size"], True, 8, 1 << 40)])
-    assert np.array_equal(heldout.tokens, stream[meta["rows"]: meta["rows"] + heldout.rows])
+                                                            meta.context_size, True, 8, 1 << 40)])
+    assert np.array_equal(heldout.tokens, stream[meta.rows: meta.rows + heldout.rows])
     # the demo's held-out split is used up by its index: its training split follows, never the same rows
-    plan = heldout_plan({"dataset": DEMO_HELDOUT, "rows": 7}, None)
+    plan = heldout_plan(meta.with_values(dataset=DEMO_HELDOUT, rows=7), None)
     assert [(p.dataset, p.skip_rows) for p in plan] == [(DEMO_HELDOUT, 7), (DEMO_TRAIN, 0)]
 
 
@@ -116,7 +116,7 @@ def _brute_score(e: Explanation, half: HeldOut, vocab: Vocabulary):
 
 def test_scores_are_the_rules_on_held_out_tokens_by_brute_force(offline, tiny_parts):
     meta, token_bytes, _, live, heldout = tiny_parts
-    vocab = Vocabulary.build(token_bytes, meta["excluded_token_ids"])
+    vocab = Vocabulary.build(token_bytes, meta.excluded_token_ids)
     mining, scoring = heldout.halves()
     assert {e.feature_id for e in offline} == set(live)
     scored = [e for e in offline if e.status == "ok"]
@@ -133,7 +133,7 @@ def test_scores_are_the_rules_on_held_out_tokens_by_brute_force(offline, tiny_pa
 
 def test_too_few_firings_means_not_enough_data_not_zero(tiny_parts):
     meta, token_bytes, windows, live, heldout = tiny_parts
-    out = explain_offline(windows, heldout, Vocabulary.build(token_bytes, meta["excluded_token_ids"]), live,
+    out = explain_offline(windows, heldout, Vocabulary.build(token_bytes, meta.excluded_token_ids), live,
                           OfflineConfig(min_active=10**9))
     assert all(e.status == "not_enough_data" and e.detection is None and e.score is None for e in out)
     assert all("needed" in e.reason for e in out)

@@ -11,6 +11,7 @@ import torch
 
 from backend.index.build import IndexConfig, build_index, encode_batch
 from backend.index.datasets import dataset_texts, token_rows
+from backend.index.meta import IndexMeta
 from backend.sources import SourceSpec, load_source
 from tests.conftest import TINY_INDEX_CONFIG
 
@@ -184,12 +185,13 @@ def test_coactivation_neighbours_match_brute_force(brute):
 
 
 def test_meta_records_the_build(brute, tiny_index):
-    meta = {k: json.loads(v) for k, v in brute["con"].execute("SELECT key, value FROM meta").fetchall()}
-    assert meta["tokens_processed"] == brute["tokens"].numel()
-    assert meta["tokens_counted"] == int(brute["keep"].sum())
-    assert meta["hook"] == brute["source"].hook_name
-    assert meta["schema_version"] == 1
-    assert {"python", "torch", "sae_lens", "transformer_lens", "duckdb"} <= set(meta["versions"])
+    meta = IndexMeta.from_stored({k: json.loads(v) for k, v in brute["con"].execute("SELECT key, value FROM meta")
+                                  .fetchall()})
+    assert meta.tokens_processed == brute["tokens"].numel()
+    assert meta.tokens_counted == int(brute["keep"].sum())
+    assert meta.hook == brute["source"].hook_name
+    assert meta.schema_version == 1
+    assert {"python", "torch", "sae_lens", "transformer_lens", "duckdb"} <= set(meta.versions)
     xy = brute["con"].execute("SELECT umap_x, umap_y, cluster FROM features").fetchall()
     assert len({(round(x, 4), round(y, 4)) for x, y, _ in xy}) > len(xy) // 2, "UMAP must spread features out"
 
@@ -198,9 +200,9 @@ def test_short_dataset_finishes_with_true_token_count(tiny_dirs, tiny_dataset, t
     cfg = IndexConfig(**{**TINY_INDEX_CONFIG, "tokens": 10_000_000, "umap": False}, dataset=str(tiny_dataset))
     out = build_index(SourceSpec.parse(tiny_dirs.spec), cfg, tmp_path / "short.duckdb")
     con = duckdb.connect(str(out), read_only=True)
-    meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()}
-    assert 0 < meta["tokens_processed"] < 10_000_000
-    assert meta["tokens_processed"] == meta["rows"] * meta["context_size"]
+    meta = IndexMeta.from_stored({k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()})
+    assert 0 < meta.tokens_processed < 10_000_000
+    assert meta.tokens_processed == meta.rows * meta.context_size
 
 
 def test_failed_build_leaves_previous_index_untouched(tiny_dirs, tiny_dataset, tmp_path):

@@ -16,6 +16,7 @@ import pytest
 from backend.errors import UserError
 from backend.index.build import IndexConfig, build_index
 from backend.index.checkpoint import KILL_AFTER_CHECKPOINTS_ENV
+from backend.index.meta import IndexMeta
 from backend.sources import SourceSpec
 from tests.conftest import TINY_INDEX_CONFIG
 
@@ -46,10 +47,11 @@ def _tables(path: Path) -> dict[str, list]:
             "examples": con.execute("SELECT * FROM examples ORDER BY feature_id, kind, interval_idx, rank").fetchall(),
             "vocab": con.execute("SELECT * FROM vocab ORDER BY token_id").fetchall(),
         }
-        meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()}
+        meta = IndexMeta.from_stored({k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")
+                                      .fetchall()})
     finally:
         con.close()
-    out["meta"] = {k: meta[k] for k in ("tokens_processed", "tokens_counted", "rows", "coactivation_tokens")}
+    out["meta"] = {k: getattr(meta, k) for k in ("tokens_processed", "tokens_counted", "rows", "coactivation_tokens")}
     return out
 
 

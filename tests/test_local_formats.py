@@ -5,6 +5,7 @@ bad input."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from backend.errors import NotFoundError, UserError
 from backend.formats.sae import SAE_WEIGHTS_FILE
 from backend.index.build import IndexConfig, build_index, encode_batch
 from backend.index.datasets import dataset_texts, token_rows
+from backend.index.meta import IndexMeta
 from backend.inference.engine import LocalInference
 from backend.inference.schemas import SteerFeature, SteerRequest, TraceRequest
 from backend.sources import SourceSpec, load_source
@@ -103,13 +105,14 @@ def test_index_of_each_format_equals_brute_force(built, name):
     con = duckdb.connect(str(path), read_only=True)
     try:
         got = con.execute("SELECT fire_count, max_act FROM features ORDER BY feature_id").fetchall()
-        meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        meta = IndexMeta.from_stored({k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")
+                                      .fetchall()})
     finally:
         con.close()
     assert [g[0] for g in got] == (acts > 0).sum(dim=(0, 1)).tolist()
     torch.testing.assert_close(torch.tensor([g[1] for g in got]), acts.amax(dim=(0, 1)), atol=1e-5, rtol=1e-5)
     assert sum(g[0] for g in got) > 0
-    assert spec in meta.get("source", "")
+    assert spec in meta.source
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama", "gemma2"])

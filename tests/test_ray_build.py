@@ -15,6 +15,7 @@ import duckdb
 
 from backend.index.build import IndexConfig, build_index
 from backend.index.distributed import KILL_DRIVER_AFTER_SHARDS_ENV, KILL_SHARD_ONCE_ENV, build_index_ray, plan_shards
+from backend.index.meta import IndexMeta
 from backend.sources import SourceSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +36,8 @@ def _read(path: Path, sql: str):
         con.close()
 
 
-def _meta(path: Path) -> dict:
-    return {k: json.loads(v) for k, v in _read(path, "SELECT key, value FROM meta")}
+def _meta(path: Path) -> IndexMeta:
+    return IndexMeta.from_stored({k: json.loads(v) for k, v in _read(path, "SELECT key, value FROM meta")})
 
 
 def test_shards_are_whole_batches_covering_the_budget():
@@ -67,14 +68,14 @@ def test_ray_build_survives_a_dead_worker_and_a_dead_driver(tmp_path):
 
     build_index_ray(SourceSpec.parse("demo"), CFG, out, "local", 4)  # the same command, re-run
     meta = _meta(out)
-    assert meta["ray_shards"] == 4 and meta["ray_shards_reused"] == 2
+    assert meta.ray_shards == 4 and meta.ray_shards_reused == 2
     assert not (tmp_path / f".{out.name}.build").exists()
 
     single = build_index(SourceSpec.parse("demo"), CFG, tmp_path / "single.duckdb")
     for name, sql in DETERMINISTIC.items():
         assert _read(out, sql) == _read(single, sql), f"{name} differ between the Ray and single-process builds"
     for key in ("tokens_processed", "tokens_counted", "rows", "coactivation_tokens"):
-        assert meta[key] == _meta(single)[key]
+        assert getattr(meta, key) == getattr(_meta(single), key)
     # interval samples: other random keys, but each one a member of its interval, as many as the interval holds
     ray_iv = _read(out, "SELECT feature_id, interval_idx, count(*) FROM examples WHERE kind = 'interval' GROUP BY ALL")
     one_iv = _read(single, "SELECT feature_id, interval_idx, count(*) FROM examples WHERE kind = 'interval' "

@@ -11,6 +11,7 @@ import torch
 
 from backend.errors import UserError
 from backend.index.build import IndexConfig, build_index
+from backend.index.meta import IndexMeta
 from backend.inference.engine import LocalInference
 from backend.inference.schemas import TraceRequest
 from backend.readout import HookKind, HookSite, Readout
@@ -85,9 +86,9 @@ def test_index_and_trace_agree_for_attention_and_mlp_saes(hook, tiny_dirs, tiny_
     con = duckdb.connect(str(out), read_only=True)
     table = {f: (ids, vals) for f, ids, vals in con.execute(
         "SELECT feature_id, logit_pos_ids, logit_pos_values FROM features").fetchall()}
-    meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+    meta = IndexMeta.from_stored({k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()})
     con.close()
-    assert json.loads(meta["logits_through_final_ln"]) is True
+    assert meta.logits_through_final_ln is True
 
     hooked = load_source(spec)
     engine = LocalInference(hooked)

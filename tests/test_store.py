@@ -13,6 +13,7 @@ import duckdb
 import pytest
 
 from backend.errors import NotFoundError, UserError
+from backend.inference.protocols import IndexFeatureLookup
 from backend.payloads import FeatureQuery
 from backend.store import IndexStore
 
@@ -113,7 +114,8 @@ def test_map_points_cover_every_feature(store):
         assert pts.density[f] == pytest.approx(row.density)
 
 
-def test_stats_protocol_for_inference(store):
+def test_index_feature_lookup_for_inference(store):
+    assert isinstance(store, IndexFeatureLookup)
     page = store.feature_page(3)
     assert store.max_activation([3]) == {3: pytest.approx(page.row.max_act)}
     assert store.density([3]) == {3: pytest.approx(page.row.density)}

@@ -77,15 +77,36 @@ def _train_phase(paths: DemoPaths, cfg, rows: dict, device: str, phase: SAEPhase
     if result_file.exists():
         return json.loads(result_file.read_text())
     os.environ.setdefault("WANDB_MODE", "disabled")
-    from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner, LoggingConfig
-    from sae_lens.saes.topk_sae import TopKTrainingSAEConfig
+    from sae_lens import LanguageModelSAETrainingRunner
 
     tok = load_tokenizer(paths.tokenizer_work)
     model = load_model(paths.lm_work, tok, device)
     hook = hook_name_for(cfg.sae_layer)
+    runner_cfg = _runner_config(paths, cfg, device, phase, hook)
+    resample_report = None
+    if phase.resample_dead_first:
+        resample_report = _resample(paths, cfg, rows["train"], model, hook, tok.all_special_ids)
+    override = _starting_sae(paths, device, phase)
+    start = time.time()
+    sae = LanguageModelSAETrainingRunner(
+        runner_cfg, override_model=model, override_dataset=_rows_dataset(rows["train"]), override_sae=override
+    ).run()
+    sae.fold_W_dec_norm()  # keeps activations comparable across features
+    sae.save_inference_model(str(paths.sae_work))  # inference format: loads with SAE.load_from_disk
+    result = SAETrainResult(hook, cfg.d_sae, cfg.k, phase.tokens, time.time() - start)
+    out = {**asdict(result), "resample": asdict(resample_report) if resample_report else None}
+    result_file.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def _runner_config(paths: DemoPaths, cfg, device: str, phase: SAEPhase, hook: str):
+    """SAELens's runner config for one phase: a TopK SAE on `hook`, trained on the in-memory rows."""
+    from sae_lens import LanguageModelSAERunnerConfig, LoggingConfig
+    from sae_lens.saes.topk_sae import TopKTrainingSAEConfig
+
     batch_tokens = 4096
     steps = phase.tokens // batch_tokens
-    runner_cfg = LanguageModelSAERunnerConfig(
+    return LanguageModelSAERunnerConfig(
         sae=TopKTrainingSAEConfig(
             d_in=cfg.lm.d_model,
             d_sae=cfg.d_sae,
@@ -124,28 +145,18 @@ def _train_phase(paths: DemoPaths, cfg, rows: dict, device: str, phase: SAEPhase
         n_checkpoints=0,
         verbose=True,
     )
-    resample_report = None
-    if phase.resample_dead_first:
-        resample_report = _resample(paths, cfg, rows["train"], model, hook, tok.all_special_ids)
+
+
+def _starting_sae(paths: DemoPaths, device: str, phase: SAEPhase):
+    """The SAE a phase starts from: the previous run's, saved on disk, or None for a fresh one."""
     if phase.continue_from_saved:
         # continues from the previous run's SAE with this phase's aux-loss settings
         from sae_lens.saes.sae import TrainingSAE
 
         saved = TrainingSAE.load_from_disk(str(paths.sae_work), device)
         saved.cfg.aux_loss_coefficient = phase.aux_loss_coefficient
-        override = saved
-    else:
-        override = None
-    start = time.time()
-    sae = LanguageModelSAETrainingRunner(
-        runner_cfg, override_model=model, override_dataset=_rows_dataset(rows["train"]), override_sae=override
-    ).run()
-    sae.fold_W_dec_norm()  # keeps activations comparable across features
-    sae.save_inference_model(str(paths.sae_work))  # inference format: loads with SAE.load_from_disk
-    result = SAETrainResult(hook, cfg.d_sae, cfg.k, phase.tokens, time.time() - start)
-    out = {**asdict(result), "resample": asdict(resample_report) if resample_report else None}
-    result_file.write_text(json.dumps(out, indent=1))
-    return out
+        return saved
+    return None
 
 
 def _resample(paths: DemoPaths, cfg, train_rows: torch.Tensor, model, hook: str, special_ids: list[int]):

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from backend.errors import UserError
 from backend.index.build import encode_batch
 from backend.index.datasets import DEMO_HELDOUT, DEMO_TRAIN, dataset_texts, token_rows
+from backend.index.meta import IndexMeta
 from backend.sources import LoadedSource, sae_weights_digest
 
 FALLBACK_DOCUMENT_STRIDE = 10  # the demo's training split: every 10th file, so rows span the whole stdlib
@@ -38,12 +39,12 @@ class HeldOutPart:
         return f"{self.dataset}{skip}{every}"
 
 
-def heldout_plan(meta: dict, dataset: str | None) -> list[HeldOutPart]:
+def heldout_plan(meta: IndexMeta, dataset: str | None) -> list[HeldOutPart]:
     """The parts to read, in order, until enough tokens are gathered."""
-    indexed = meta["dataset"]
+    indexed = meta.dataset
     if dataset:
-        return [HeldOutPart(dataset, meta["rows"] if dataset == indexed else 0)]
-    plan = [HeldOutPart(indexed, meta["rows"])]
+        return [HeldOutPart(dataset, meta.rows if dataset == indexed else 0)]
+    plan = [HeldOutPart(indexed, meta.rows)]
     if indexed == DEMO_HELDOUT:
         plan.append(HeldOutPart(DEMO_TRAIN, 0, FALLBACK_DOCUMENT_STRIDE))
     return plan
@@ -101,13 +102,13 @@ class HeldOut:
         )
 
 
-def check_same_sae(source: LoadedSource, meta: dict) -> None:
+def check_same_sae(source: LoadedSource, meta: IndexMeta) -> None:
     """Scores are only meaningful for the SAE the index was built from."""
-    recorded = meta.get("sae_weights_sha256")
+    recorded = meta.sae_weights_sha256
     if recorded and sae_weights_digest(source.spec) not in (None, recorded):
         raise UserError("The SAE's weights changed since this index was built; rebuild the index first.")
-    if source.d_sae != int(meta["d_sae"]):
-        raise UserError(f"The source's SAE has {source.d_sae} features but the index has {meta['d_sae']}.")
+    if source.d_sae != meta.d_sae:
+        raise UserError(f"The source's SAE has {source.d_sae} features but the index has {meta.d_sae}.")
 
 
 def _rows_from(part: HeldOutPart, source: LoadedSource, ctx: int, batch_rows: int) -> Iterator[torch.Tensor]:
@@ -127,7 +128,7 @@ def _rows_from(part: HeldOutPart, source: LoadedSource, ctx: int, batch_rows: in
 
 def encode_heldout(
     source: LoadedSource,
-    meta: dict,
+    meta: IndexMeta,
     tokens: int,
     dataset: str | None = None,
     batch_rows: int = 32,
@@ -136,7 +137,7 @@ def encode_heldout(
 ) -> HeldOut:
     """Read about `tokens` held-out tokens (whole rows) and encode them; fewer than `min_tokens` is an error."""
     check_same_sae(source, meta)
-    ctx = int(meta["context_size"])
+    ctx = meta.context_size
     want_rows = max(1, -(-tokens // ctx))
     special = torch.tensor(source.special_token_ids(), dtype=torch.long)
     token_parts, keep_parts, feats, poss, acts = [], [], [], [], []

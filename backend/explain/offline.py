@@ -204,11 +204,11 @@ def run_offline(
         meta, token_bytes = store.meta, store.vocab
         windows, live = example_windows(store), live_feature_ids(store)
     t0 = time.perf_counter()
-    source = load_source(meta["source"], device)
-    heldout = encode_heldout(source, meta, heldout_tokens, dataset, min_tokens=2 * int(meta["context_size"]),
+    source = load_source(meta.source, device)
+    heldout = encode_heldout(source, meta, heldout_tokens, dataset, min_tokens=2 * meta.context_size,
                              progress=progress)
     t1 = time.perf_counter()
-    vocab = Vocabulary.build(token_bytes, meta.get("excluded_token_ids", []))
+    vocab = Vocabulary.build(token_bytes, meta.excluded_token_ids)
     explanations = explain_offline(windows, heldout, vocab, live, cfg)
     t2 = time.perf_counter()
     store_out = ExplanationStore.for_index(index_path)

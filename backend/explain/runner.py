@@ -226,10 +226,10 @@ def run_llm(index_path: str, features: str, cfg: LLMRunConfig) -> LLMRunReport:
         return report
     client = ChatClient(cfg.endpoint, RateLimiter(cfg.rate_limit))
     client.check()  # before minutes of encoding
-    source = load_source(meta["source"], cfg.device)
-    width = int(meta["config"]["window_before"]) + int(meta["config"]["window_after"]) + 1
+    source = load_source(meta.source, cfg.device)
+    width = meta.config.window_before + meta.config.window_after + 1
     heldout = encode_heldout(source, meta, cfg.heldout_tokens, cfg.heldout_dataset,
-                             min_tokens=int(meta["context_size"]), progress=cfg.progress)
+                             min_tokens=meta.context_size, progress=cfg.progress)
     run_id = out.start_run(LLM, cfg.endpoint.model, heldout.description,
                            json.dumps({k: v for k, v in asdict(cfg).items() if k != "endpoint"}))
     stop = threading.Event()

@@ -20,6 +20,7 @@ from backend.index.checkpoint import BuildIdentity, BuildWorkDir, RowSink
 from backend.index.datasets import DEMO_HELDOUT, dataset_texts, prefetched, token_rows
 from backend.index.feature_map import FIT_UP_TO, flat_map, umap_map
 from backend.index.geometry import logit_effects
+from backend.index.meta import IndexMeta
 from backend.index.neighbours import EXACT_UP_TO, Neighbours, decoder_neighbours
 from backend.index.sparse import encode_sparse, hook_activations
 from backend.index.state import IndexState, StateShape
@@ -171,30 +172,31 @@ def write_index(
     peaks = torch.where(top.value.isfinite(), flat_rows[top.token.clamp_min(0)].long(), -1)  # token ids peaked on
     steer = stages.run("steerability", lambda: steerability_for_index(
         source, state.stats.max, peaks, dataset_texts(cfg.dataset))) if cfg.steerability else None
-    meta = {
-        "source": str(source.spec),
+    meta = IndexMeta(
         **source.info().model_dump(),
-        "sae_weights_sha256": sae_weights_digest(source.spec),
-        "dataset": cfg.dataset or DEMO_HELDOUT,
-        "tokens_requested": cfg.tokens,
-        "tokens_processed": state.rows * ctx,
-        "tokens_counted": state.stats.tokens,
-        "rows": state.rows,
-        "context_size": ctx,
-        "coactivation_tokens": state.coact.tokens,
-        "logits_through_final_ln": logits.through_final_ln,
-        "build_seconds_stream": stream_seconds,
-        "build_seconds_windows": stages.seconds.get("windows", 0.0),
-        "windows_read_from": "activation log" if activations is not None else "encoding again",
-        "neighbour_method": cosine.method,
-        "umap_fitted_on": fmap.fitted,
-        "build_seconds_finalize": time.time() - t0,
-        "versions": package_versions().model_dump(),
-        "config": asdict(cfg),
-        "excluded_token_ids": source.special_token_ids(),
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        sae_weights_sha256=sae_weights_digest(source.spec),
+        dataset=cfg.dataset or DEMO_HELDOUT,
+        tokens_requested=cfg.tokens,
+        tokens_processed=state.rows * ctx,
+        tokens_counted=state.stats.tokens,
+        rows=state.rows,
+        context_size=ctx,
+        coactivation_tokens=state.coact.tokens,
+        logits_through_final_ln=logits.through_final_ln,
+        build_seconds_stream=stream_seconds,
+        build_seconds_windows=stages.seconds.get("windows", 0.0),
+        windows_read_from="activation log" if activations is not None else "encoding again",
+        neighbour_method=cosine.method,
+        umap_fitted_on=fmap.fitted,
+        build_seconds_finalize=time.time() - t0,
+        build_seconds_total=setup_seconds + stream_seconds + time.time() - t0,  # set again once written
+        versions=package_versions().model_dump(),
+        config=asdict(cfg),
+        excluded_token_ids=source.special_token_ids(),
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        schema_version=schema.SCHEMA_VERSION,
         **(extra_meta or {}),
-    }
+    )
     with schema.atomic_index_file(out) as con:
         schema.write_table(
             con,
@@ -212,10 +214,9 @@ def write_index(
         if steer is not None:
             schema.write_table(con, "steerability", steer.to_arrow(), "feature_id")
         stages.mark("write")
-        meta.update(stages.as_meta())
-        meta["build_seconds_finalize"] = time.time() - t0
-        meta["build_seconds_total"] = setup_seconds + stream_seconds + time.time() - t0
-        schema.write_meta(con, meta)
+        meta = meta.with_values(**stages.as_meta(), build_seconds_finalize=time.time() - t0,
+                                build_seconds_total=setup_seconds + stream_seconds + time.time() - t0)
+        schema.write_meta(con, meta.stored())
     return out
 
 

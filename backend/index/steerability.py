@@ -224,7 +224,7 @@ def add_steerability(index_path: str, device: str | None = None) -> str:
 
     with IndexStore.open(index_path) as store:
         max_acts, peaks = store.steerability_inputs()
-        spec, dataset = store.meta["source"], store.meta["dataset"]
+        spec, dataset = store.meta.source, store.meta.dataset
     source = load_source(spec, device)
     with source.lock:
         result = steerability_for_index(source, torch.from_numpy(max_acts), torch.from_numpy(peaks),

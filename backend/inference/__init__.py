@@ -12,9 +12,9 @@ import os
 import threading
 
 from backend.inference.errors import BACKEND_TOKEN_ENV
-from backend.inference.protocols import FeatureStats, Inference
+from backend.inference.protocols import IndexFeatureLookup, Inference
 
-__all__ = ["FeatureStats", "Inference", "get_inference"]
+__all__ = ["IndexFeatureLookup", "Inference", "get_inference"]
 
 BACKEND_URL_ENV = "BACKEND_URL"
 

@@ -18,7 +18,7 @@ from backend.inference.deadline import Deadline
 from backend.inference.display import TokenRenderer
 from backend.inference.errors import InferenceBusyError
 from backend.inference.generation import GenerationRun, SamplingSettings, generate
-from backend.inference.protocols import FeatureStats
+from backend.inference.protocols import IndexFeatureLookup
 from backend.inference.schemas import (
     FeatureTrace,
     GeneratedToken,
@@ -71,7 +71,7 @@ class ResolvedVectors:
 
 
 class LocalInference:
-    def __init__(self, source: LoadedSource, stats: FeatureStats | None = None,
+    def __init__(self, source: LoadedSource, stats: IndexFeatureLookup | None = None,
                  limits: InferenceLimits | None = None):
         self.source = source
         self.stats = stats

@@ -1,5 +1,5 @@
 """What the UI relies on: one `Inference` interface (in-process engine or HTTP client alike), and the
-`FeatureStats` an index provides for default strengths and density filters."""
+`IndexFeatureLookup` an index provides for default strengths and density filters."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class Inference(Protocol):
 
 
 @runtime_checkable
-class FeatureStats(Protocol):
+class IndexFeatureLookup(Protocol):
     """Per-feature statistics from an index (`backend.store.IndexStore` implements it).
     Ids missing from a returned dict are unknown to the index."""
 

@@ -1,16 +1,16 @@
-"""Opening an index as the engine's `FeatureStats` (max activations, densities), if one is given."""
+"""Opening an index as the engine's `IndexFeatureLookup` (max activations, densities), if one is given."""
 
 from __future__ import annotations
 
 import logging
 
 from backend.errors import UserError
-from backend.inference.protocols import FeatureStats
+from backend.inference.protocols import IndexFeatureLookup
 
 log = logging.getLogger(__name__)
 
 
-def open_feature_stats(index_path: str | None, d_sae: int, required: bool) -> FeatureStats | None:
+def open_feature_stats(index_path: str | None, d_sae: int, required: bool) -> IndexFeatureLookup | None:
     """The index at `index_path`, or None when there is none. `required` (an explicit CLI flag)
     turns an index that cannot be used into an error; otherwise the engine runs without it
     (explicit strengths, no density filter) and a warning says why."""
@@ -27,7 +27,7 @@ def open_feature_stats(index_path: str | None, d_sae: int, required: bool) -> Fe
         return None
 
 
-def _open_checked(index_path: str, d_sae: int) -> FeatureStats:
+def _open_checked(index_path: str, d_sae: int) -> IndexFeatureLookup:
     from backend.store import IndexStore  # imported late: the store pulls in DuckDB
 
     store = IndexStore.open(index_path)
