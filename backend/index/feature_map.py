@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from backend.index.neighbours import BLOCK_ELEMENTS, Neighbours, candidate_rows, exact_neighbours, unit_rows
+from backend.index.neighbours import BLOCK_BYTES, Neighbours, candidate_rows, exact_neighbours, unit_rows
 
 FIT_UP_TO = 32_768  # UMAP fitted on at most this many points
 PLACE_NEIGHBOURS = 3  # sample points a placed feature is averaged over
@@ -82,7 +82,7 @@ def place(points: torch.Tensor, anchors: torch.Tensor, anchor_xy: np.ndarray) ->
     than UMAP's own (which gives the nearest only ~60%), so a point on top of an anchor lands near it."""
     low = candidate_rows(anchors)
     anchor_xy_t = torch.from_numpy(anchor_xy)
-    block = max(256, BLOCK_ELEMENTS // len(anchors))
+    block = max(256, BLOCK_BYTES // (len(anchors) * low.element_size()))
     out = np.empty((len(points), 2), np.float32)
     for start in range(0, len(points), block):
         sims = points[start : start + block].to(low.dtype) @ low.T

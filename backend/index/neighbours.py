@@ -12,7 +12,7 @@ EXACT_UP_TO = 262_144  # exact all-pairs below this: 65k features take ~15 s on 
 # extra bf16 candidates per row, re-scored in float32, so bf16 ties do not decide the order; only a feature with
 # more than k + CANDIDATES near-copies (cosines within bf16's 2^-8 of each other) keeps an arbitrary k of them
 CANDIDATES = 16
-BLOCK_ELEMENTS = 2**25  # one block's similarity matrix: 64 MB in bf16, 128 MB in float32 (4x buys no speed)
+BLOCK_BYTES = 2**26  # one block's similarity matrix: 64 MB, bf16 or float32 (4x that buys no speed, costs 200 MB)
 
 
 def fast_low_precision() -> bool:
@@ -78,7 +78,7 @@ def exact_neighbours(w_dec: torch.Tensor, k: int, block: int | None = None) -> N
         return Neighbours(ids, scores)
     low = candidate_rows(w)
     n_cand = min(k_eff + CANDIDATES, n)
-    block = block or max(256, BLOCK_ELEMENTS // n)
+    block = block or max(256, BLOCK_BYTES // (n * low.element_size()))
     for start in range(0, n, block):
         stop = min(start + block, n)
         sims = low[start:stop] @ low.T  # [block, n]
