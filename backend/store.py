@@ -297,12 +297,13 @@ class IndexStore:
     def _examples(self, feature_id: int) -> tuple[list[Example], dict[int, list[Example]]]:
         """The feature's top examples, and its interval samples by interval index."""
         examples = self._cursor().execute(
-            """SELECT kind, interval_idx, value, row_id, pos, center, token_ids, acts
+            """SELECT kind, interval_idx, value, row_id, pos, center, token_ids, act_index, act_values
                                   FROM examples WHERE feature_id = ? ORDER BY kind DESC, interval_idx, rank""",
             [feature_id],
         ).fetchall()
         top, by_interval = [], {}
-        for kind, interval, value, row_id, pos, center, token_ids, acts in examples:
+        for kind, interval, value, row_id, pos, center, token_ids, act_index, act_values in examples:
+            acts = dense_window(len(token_ids), act_index, act_values)
             ex = Example(
                 value=value,
                 row_id=row_id,
@@ -390,13 +391,20 @@ class ExampleWindows:
         return np.arange(lo, hi)
 
 
+def dense_window(length: int, act_index: Sequence[int], act_values: Sequence[float]) -> list[float]:
+    """One example window's activations, one per stored token: the examples table keeps only the non-zero ones."""
+    acts = np.zeros(length, dtype=np.float32)
+    acts[np.asarray(act_index, dtype=np.int64)] = np.asarray(act_values, dtype=np.float32)
+    return acts.tolist()
+
+
 def example_windows(store: IndexStore, feature_ids: Sequence[int] | None = None) -> ExampleWindows:
     """The examples of `feature_ids` (all features when None), ordered by feature, top ones first."""
     where = "" if feature_ids is None else "WHERE feature_id IN (SELECT unnest(?::INTEGER[]))"
     params = [] if feature_ids is None else [[int(i) for i in feature_ids]]
     table = store._cursor().sql(
         f"""SELECT feature_id, kind = 'top' AS top, coalesce(interval_idx, -1) AS interval, value, center,
-                   pos - center AS start_col, token_ids, acts
+                   pos - center AS start_col, token_ids, act_index, act_values
             FROM examples {where} ORDER BY feature_id, kind DESC, interval_idx, rank""",
         params=params,
     ).to_arrow_table()
@@ -410,7 +418,9 @@ def example_windows(store: IndexStore, feature_ids: Sequence[int] | None = None)
         rows = np.repeat(np.arange(n), lengths)
         cols = np.arange(len(rows)) - np.repeat(lists.offsets.to_numpy()[:-1], lengths)
         tokens[rows, cols] = lists.flatten().to_numpy()
-        acts[rows, cols] = table.column("acts").combine_chunks().flatten().to_numpy()
+        fired = table.column("act_index").combine_chunks()
+        fired_rows = np.repeat(np.arange(n), np.diff(fired.offsets.to_numpy()))
+        acts[fired_rows, fired.flatten().to_numpy()] = table.column("act_values").combine_chunks().flatten().to_numpy()
     col = lambda name, dtype: table.column(name).to_numpy().astype(dtype)  # noqa: E731
     return ExampleWindows(col("feature_id", np.int64), col("top", bool), col("interval", np.int64),
                           col("value", np.float32), col("center", np.int64), col("start_col", np.int64), tokens, acts)

@@ -13,6 +13,7 @@ from backend.index.build import IndexConfig, build_index, encode_batch
 from backend.index.datasets import dataset_texts, token_rows
 from backend.index.meta import IndexMeta
 from backend.sources import SourceSpec, load_source
+from backend.store import dense_window
 from tests.conftest import TINY_INDEX_CONFIG
 
 CFG = IndexConfig(**TINY_INDEX_CONFIG)
@@ -90,6 +91,11 @@ def eligible_peaks(values: torch.Tensor, span: int) -> list[tuple[float, int, in
     return out
 
 
+def decoded(rows: list[tuple]) -> list[tuple]:
+    """Example rows ending (token_ids, act_index, act_values) -> ending (token_ids, dense window activations)."""
+    return [(*r[:-2], dense_window(len(r[-3]), r[-2], r[-1])) for r in rows]
+
+
 def test_top_examples_match_brute_force(brute):
     con, acts, tokens = brute["con"], brute["acts"], brute["tokens"]
     span = CFG.window_before + CFG.window_after
@@ -97,8 +103,8 @@ def test_top_examples_match_brute_force(brute):
     for f in range(acts.shape[-1]):
         peaks = eligible_peaks(acts[..., f], span)
         expected = sorted(peaks, reverse=True)[: CFG.top_k]
-        got = con.execute("SELECT value, row_id, pos, center, token_ids, acts FROM examples "
-                          "WHERE feature_id = ? AND kind = 'top' ORDER BY rank", [f]).fetchall()
+        got = decoded(con.execute("SELECT value, row_id, pos, center, token_ids, act_index, act_values FROM examples "
+                                  "WHERE feature_id = ? AND kind = 'top' ORDER BY rank", [f]).fetchall())
         # the repeated corpus has exact ties, so compare values, then check every pick is an eligible peak
         np.testing.assert_allclose([g[0] for g in got], [e[0] for e in expected], rtol=1e-6)
         eligible = {(r, p): v for v, r, p in peaks}
@@ -121,8 +127,8 @@ def test_interval_samples_are_members_and_fill_their_interval(brute):
     con, acts, tokens = brute["con"], brute["acts"], brute["tokens"]
     rows = feature_frame(brute["con"], "hist_bound, dead")
     for f, (bound, dead) in enumerate(rows):
-        got = con.execute("SELECT interval_idx, value, row_id, pos, center, token_ids, acts FROM examples "
-                          "WHERE feature_id = ? AND kind = 'interval'", [f]).fetchall()
+        got = decoded(con.execute("SELECT interval_idx, value, row_id, pos, center, token_ids, act_index, act_values "
+                                  "FROM examples WHERE feature_id = ? AND kind = 'interval'", [f]).fetchall())
         if dead:
             assert got == []
             continue
@@ -132,7 +138,9 @@ def test_interval_samples_are_members_and_fill_their_interval(brute):
             members = [g for g in got if g[0] == j]
             in_interval = int(((values > j * width) & (values <= (j + 1) * width)).sum())
             assert len(members) == min(CFG.per_interval, in_interval)
-            for _, value, row, pos, center, window_ids, _window_acts in members:
+            for _, value, row, pos, center, window_ids, window_acts in members:
+                start = pos - center
+                np.testing.assert_allclose(window_acts, acts[row, start: start + len(window_ids), f].numpy(), rtol=1e-5)
                 assert value > 0
                 assert j * width < value <= (j + 1) * width * (1 + 1e-6)
                 assert acts[row, pos, f].item() == pytest.approx(value)

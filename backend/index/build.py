@@ -204,12 +204,9 @@ def write_index(
             tables.feature_table(state.stats, logits, cosine, coact, fmap, labels, top_tokens),
             "feature_id",
         )
-        schema.write_table(
-            con,
-            "examples",
-            tables.example_table(slots, windows, cfg.window_before, ctx),
-            "feature_id, kind DESC, interval_idx, rank",
-        )
+        # key order (feature_id, kind DESC, interval_idx, rank) is the slots' order
+        schema.write_batches(con, "examples", tables.example_batches(slots, windows, rows, cfg.window_before,
+                                                                     cfg.window_after))
         schema.write_table(con, "vocab", tables.vocab_table(vocab), "token_id")
         if steer is not None:
             schema.write_table(con, "steerability", steer.to_arrow(), "feature_id")

@@ -2,7 +2,7 @@
 
 Up to FIT_UP_TO features UMAP sees them all (on the build's own neighbour graph when it is exact).
 Above that, UMAP is fitted on a random sample and every other feature is placed at the weighted mean
-of its nearest sample points (blocked bf16 matmul): UMAP's own `transform` does the same kind of
+of its nearest sample points (blocked matmul, bf16 where that is fast): UMAP's own `transform` does the same kind of
 placement but builds a search index and optimises each point, minutes more at 1M for a picture that
 differs only inside clusters."""
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from backend.index.neighbours import BLOCK_ELEMENTS, Neighbours, exact_neighbours, unit_rows
+from backend.index.neighbours import BLOCK_BYTES, Neighbours, candidate_rows, exact_neighbours, unit_rows
 
 FIT_UP_TO = 32_768  # UMAP fitted on at most this many points
 PLACE_NEIGHBOURS = 3  # sample points a placed feature is averaged over
@@ -80,12 +80,12 @@ def place(points: torch.Tensor, anchors: torch.Tensor, anchor_xy: np.ndarray) ->
     """Each unit row of `points` at the mean of its PLACE_NEIGHBOURS most similar `anchors`' positions,
     weighted by exp(-gap / sigma) like UMAP's smooth kNN, with sigma half the mean gap to the nearest: sharper
     than UMAP's own (which gives the nearest only ~60%), so a point on top of an anchor lands near it."""
-    low = anchors.to(torch.bfloat16)
+    low = candidate_rows(anchors)
     anchor_xy_t = torch.from_numpy(anchor_xy)
-    block = max(256, BLOCK_ELEMENTS // len(anchors))
+    block = max(256, BLOCK_BYTES // (len(anchors) * low.element_size()))
     out = np.empty((len(points), 2), np.float32)
     for start in range(0, len(points), block):
-        sims = points[start : start + block].to(torch.bfloat16) @ low.T
+        sims = points[start : start + block].to(low.dtype) @ low.T
         top = sims.topk(PLACE_NEIGHBOURS, dim=1)
         dist = 1.0 - top.values.float()
         gap = dist - dist[:, :1]

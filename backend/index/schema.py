@@ -20,7 +20,7 @@ CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 """
 
 # The features, examples and vocab tables are created from the Arrow tables of backend/index/tables.py
-# (CREATE TABLE AS ... ORDER BY), so their columns are defined in one place.
+# (CREATE TABLE AS ... ORDER BY; the examples table streamed in key order), so their columns are defined in one place.
 
 
 @contextmanager
@@ -52,6 +52,14 @@ def atomic_index_file(out: Path):
 def write_table(con, name: str, arrow_table, order_by: str) -> None:
     con.register("_incoming", arrow_table)
     con.execute(f"CREATE TABLE {name} AS SELECT * FROM _incoming ORDER BY {order_by}")
+    con.unregister("_incoming")
+
+
+def write_batches(con, name: str, reader) -> None:
+    """A table from a pyarrow RecordBatchReader already in key order: streamed in as it is read, in that order
+    (DuckDB keeps insertion order), so neither a sort nor a whole-table copy is held in memory."""
+    con.register("_incoming", reader)
+    con.execute(f"CREATE TABLE {name} AS SELECT * FROM _incoming")
     con.unregister("_incoming")
 
 

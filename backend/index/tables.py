@@ -13,7 +13,7 @@ from backend.index.feature_map import FeatureMap
 from backend.index.geometry import LogitEffects
 from backend.index.neighbours import Neighbours
 from backend.index.sparse import rank_within_groups
-from backend.index.windows import ExampleWindows
+from backend.index.windows import WindowActivations
 from backend.tokens import single_token_text, visible_whitespace
 
 
@@ -137,26 +137,57 @@ def example_slots(top: ExampleSet, intervals: ExampleSet) -> ExampleSlots:
                         pick(value, np.float32), pick(token, np.int64))
 
 
-def example_table(slots: ExampleSlots, windows: ExampleWindows, before: int, n_ctx: int) -> pa.Table:
-    """Top examples (kind 'top') and interval samples (kind 'interval') in one long table."""
-    inside = windows.tokens >= 0
-    first_inside = inside.argmax(axis=1)
-    is_top = slots.interval_idx < 0
-    return pa.table(
-        {
-            "feature_id": pa.array(slots.feature_id.astype(np.int32)),
-            "kind": pa.DictionaryArray.from_arrays(pa.array(np.where(is_top, 0, 1).astype(np.int8)),
-                                                   pa.array(["top", "interval"])).cast(pa.string()),
-            "interval_idx": pa.array(np.where(is_top, None, slots.interval_idx), type=pa.int32()),
-            "rank": pa.array(slots.rank),
-            "value": pa.array(slots.value),
-            "row_id": pa.array(slots.token // n_ctx),
-            "pos": pa.array((slots.token % n_ctx).astype(np.int32)),
-            "center": pa.array((before - first_inside).astype(np.int32)),
-            "token_ids": _list_column(windows.tokens, inside),
-            "acts": _list_column(windows.acts, inside),
-        }
-    )
+EXAMPLE_BATCH_ROWS = 65_536  # rows of one Arrow batch of the examples table (~10 MB at 33-token windows)
+_KINDS = pa.array(["top", "interval"])
+
+
+def example_batches(slots: ExampleSlots, acts: WindowActivations, token_rows: np.ndarray, before: int, after: int,
+                    batch_rows: int = EXAMPLE_BATCH_ROWS) -> pa.RecordBatchReader:
+    """The examples table (kind 'top' and 'interval' in one), as batches already in its key order
+    (`slots`' order), so DuckDB writes it without sorting and no whole-table Arrow copy exists.
+    Each window keeps its tokens (clipped to the row) and only its non-zero activations, as positions
+    in that token list (act_index) and values (act_values)."""
+    n_ctx = token_rows.shape[1]
+    batches = (_example_batch(slots, acts, token_rows, before, after, n_ctx, lo, min(lo + batch_rows, len(slots)))
+               for lo in range(0, len(slots), batch_rows))
+    return pa.RecordBatchReader.from_batches(EXAMPLE_SCHEMA, batches)
+
+
+EXAMPLE_SCHEMA = pa.schema([
+    ("feature_id", pa.int32()), ("kind", pa.string()), ("interval_idx", pa.int32()), ("rank", pa.int32()),
+    ("value", pa.float32()), ("row_id", pa.int64()), ("pos", pa.int32()), ("center", pa.int32()),
+    ("token_ids", pa.list_(pa.int32())), ("act_index", pa.list_(pa.int16())), ("act_values", pa.list_(pa.float32())),
+])
+
+
+def _example_batch(slots: ExampleSlots, acts: WindowActivations, token_rows: np.ndarray, before: int, after: int,
+                   n_ctx: int, lo: int, hi: int) -> pa.RecordBatch:
+    token = slots.token[lo:hi]
+    row, pos = token // n_ctx, token % n_ctx
+    first, stop = np.maximum(pos - before, 0), np.minimum(pos + after + 1, n_ctx)
+    lengths = stop - first
+    token_offsets = np.concatenate([[0], np.cumsum(lengths)])
+    # flat row position of every stored window token: each window's first, then +1 along the window
+    step = np.arange(token_offsets[-1]) - np.repeat(token_offsets[:-1], lengths)
+    flat_tokens = np.asarray(token_rows.reshape(-1)[np.repeat(row * n_ctx + first, lengths) + step], dtype=np.int32)
+    act_lo, act_hi = acts.starts[lo], acts.starts[hi]
+    act_offsets = (acts.starts[lo : hi + 1] - act_lo).astype(np.int32)
+    is_top = slots.interval_idx[lo:hi] < 0
+    kind = pa.DictionaryArray.from_arrays(pa.array(np.where(is_top, 0, 1).astype(np.int8)), _KINDS).cast(pa.string())
+    columns = [
+        pa.array(slots.feature_id[lo:hi].astype(np.int32)),
+        kind,
+        pa.array(slots.interval_idx[lo:hi], mask=is_top, type=pa.int32()),
+        pa.array(slots.rank[lo:hi]),
+        pa.array(slots.value[lo:hi]),
+        pa.array(row),
+        pa.array(pos.astype(np.int32)),
+        pa.array((pos - first).astype(np.int32)),
+        pa.ListArray.from_arrays(pa.array(token_offsets.astype(np.int32)), pa.array(flat_tokens)),
+        pa.ListArray.from_arrays(pa.array(act_offsets), pa.array(acts.index[act_lo:act_hi])),
+        pa.ListArray.from_arrays(pa.array(act_offsets), pa.array(acts.values[act_lo:act_hi])),
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=EXAMPLE_SCHEMA)
 
 
 def vocab_table(vocab: list[bytes]) -> pa.Table:
