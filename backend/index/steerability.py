@@ -101,7 +101,11 @@ def compute_steerability(source: LoadedSource, feature_ids: torch.Tensor, max_ac
     output = output_scores(source, ids, lens_ids, prompts, cfg)
     inputs = input_scores(lens_ids, peak_tokens, cfg.min_examples) if peak_tokens is not None \
         else np.full(len(ids), np.nan, np.float32)
-    multiplier, ratio = calibrate(source, ids, max_acts.float().cpu(), prompts[: cfg.n_prompts], cfg)
+    calibration_prompts = prompts[: cfg.n_prompts]
+    if len(calibration_prompts) >= cfg.min_prompts_evoked:
+        multiplier, ratio = calibrate(source, ids, max_acts.float().cpu(), calibration_prompts, cfg)
+    else:  # a dataset this small has too few neutral prompts to vouch for any strength
+        multiplier, ratio = np.full(len(ids), np.nan, np.float32), np.full(len(ids), np.nan, np.float32)
     return Steerability(ids.numpy(), output, inputs, multiplier, multiplier * max_acts.float().cpu().numpy(), ratio)
 
 
