@@ -162,6 +162,23 @@ class ConceptStore:
                 for c in payload.concepts]
 
 
+def merge_concept(con: sqlite3.Connection, concept: SavedConcept) -> bool:
+    """Inside a caller's transaction (a team import): store `concept` unless one of the same name at the same
+    hook is there with a `created_at` as new or newer. True when it was written."""
+    con.execute(_DDL)
+    have = con.execute("SELECT created_at FROM concepts WHERE name = ? AND hook_name = ?",
+                       (concept.name, concept.hook_name)).fetchone()
+    if have is not None and have[0] >= concept.created_at:
+        return False
+    con.execute("DELETE FROM concepts WHERE name = ? AND hook_name = ?", (concept.name, concept.hook_name))
+    con.execute("INSERT INTO concepts (name, method, hook_name, layer, model, d_in, vector, with_prompts, "
+                "without_prompts, author, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (concept.name, concept.method, concept.hook_name, concept.layer, concept.model, len(concept.vector),
+                 np.asarray(concept.vector, dtype="<f4").tobytes(), json.dumps(concept.with_concept),
+                 json.dumps(concept.without_concept), concept.author, concept.created_at))
+    return True
+
+
 _COLUMNS = ("concept_id, name, method, hook_name, layer, model, vector, with_prompts, without_prompts, author, "
             "created_at")
 

@@ -1,9 +1,11 @@
 """All of a team's data as one JSON file: labels (with author, time and SAE weights digest), lists (with who made
-them) and their items with notes. `python -m backend team export|import` and the Lists page use it.
+them) and their items with notes, and (version 3) the saved concept vectors. `python -m backend team
+export|import` and the Lists page use it.
 
-Import merges into what is there, in one transaction (all or nothing): a label or list item is replaced only by
-a strictly newer one (a label by `updated_at`, an item by `added_at`), lists are matched by name. Importing a file
-twice changes nothing."""
+Import merges into what is there, in one transaction (all or nothing): a label, list item or concept is replaced
+only by a strictly newer one (a label by `updated_at`, an item by `added_at`, a concept by `created_at`), lists
+are matched by name, concepts by name and hook. Importing a file twice changes nothing. Version 2 files (no
+concepts) still import."""
 
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from backend.concepts_store import SavedConcept, export_concepts, merge_concept
 from backend.errors import UserError
 from backend.team import TeamLabel, TeamStore, upsert_label
 
 FORMAT = "sae-explorer-team"
+VERSION = 3  # 3: concepts; 2: lists with authors
 
 
 class ItemDump(BaseModel):
@@ -38,17 +42,19 @@ class ListDump(BaseModel):
 
 class TeamDump(BaseModel):
     format: Literal["sae-explorer-team"] = FORMAT
-    version: int = 2
+    version: int = VERSION
     exported_at: str = ""
     sae_sha256: str = Field("", description="the weights digest of the index the file was exported from")
     labels: list[TeamLabel] = []
     lists: list[ListDump] = []
+    concepts: list[SavedConcept] = []
 
 
 class ImportSummary(BaseModel):
     labels_written: int
     lists_created: int
     items_written: int
+    concepts_written: int = 0
 
 
 def export_team(store: TeamStore) -> TeamDump:
@@ -58,8 +64,9 @@ def export_team(store: TeamStore) -> TeamDump:
                  items=[ItemDump(**i.model_dump(exclude={"list_id"})) for i in store.list_items(t.list_id)])
         for t in store.lists()
     ]
+    concepts = [c.model_copy(update={"concept_id": None}) for c in export_concepts(store.path).concepts]
     return TeamDump(exported_at=datetime.now(UTC).isoformat(timespec="seconds"), sae_sha256=store.sae_sha256,
-                    labels=[labels[k] for k in sorted(labels)], lists=lists)
+                    labels=[labels[k] for k in sorted(labels)], lists=lists, concepts=concepts)
 
 
 def export_json(store: TeamStore) -> str:
@@ -76,7 +83,15 @@ def parse_dump(text: str | bytes) -> TeamDump:
         raise UserError(f"This is not a team data file of this explorer ({where}: {first['msg']}).") from exc
 
 
-def import_team(store: TeamStore, dump: TeamDump) -> ImportSummary:
+def import_team(store: TeamStore, dump: TeamDump, d_in: int | None = None) -> ImportSummary:
+    """`d_in`, when given: the width of this index's hook, which every concept vector must have."""
+    if dump.version > VERSION:
+        raise UserError(f"The file was written by a newer version of this explorer (team format {dump.version}); "
+                        "update this app to import it.")
+    wrong = next((c for c in dump.concepts if d_in is not None and len(c.vector) != d_in), None)
+    if wrong is not None:
+        raise UserError(f"The concept '{wrong.name}' has {len(wrong.vector)} values but this index's hook is "
+                        f"{d_in} wide: it belongs to another model.")
     top = max([lab.feature_id for lab in dump.labels] + [i.feature_id for t in dump.lists for i in t.items],
               default=-1)
     if store.d_sae is not None and top >= store.d_sae:
@@ -104,13 +119,15 @@ def import_team(store: TeamStore, dump: TeamDump) -> ImportSummary:
                     "WHERE list_items.added_at < excluded.added_at",
                     (row[0], i.feature_id, i.note, i.added_by, i.added_at, i.note_by))
                 items += cur.rowcount
-        return ImportSummary(labels_written=labels, lists_created=lists, items_written=items)
+        concepts = sum(merge_concept(con, c) for c in dump.concepts)
+        return ImportSummary(labels_written=labels, lists_created=lists, items_written=items,
+                             concepts_written=concepts)
 
     return store._db.write(merge)  # one transaction: a failed import leaves the team data as it was
 
 
-def import_file(store: TeamStore, path: str | Path) -> ImportSummary:
+def import_file(store: TeamStore, path: str | Path, d_in: int | None = None) -> ImportSummary:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"No file at {path}.")
-    return import_team(store, parse_dump(path.read_bytes()))
+    return import_team(store, parse_dump(path.read_bytes()), d_in)

@@ -1,5 +1,7 @@
-"""Does steering work? For features chosen from the index, steer with `add` at the feature's max
-activation and at its calibrated strength (the index's steerability table) and measure, in one run:
+"""Does steering work? For features chosen from the index, in two tables of one run (features picked at random,
+and picked at random among those with a calibrated strength), steer with `add` at the feature's max activation
+and at its calibrated strength (the index's steerability table) on held-out prompts (not the index's calibration
+prompts) and measure:
 
 - the feature's mean activation on the generated tokens, steered vs default (the engine
   records it while generating; target >= 3x), both as the SAE reads the edited residual (what
@@ -10,7 +12,7 @@ activation and at its calibrated strength (the index's steerability table) and m
 Then, over `--rho-features` features, how well the index's output score ranks the measured effect
 (Spearman rho).
 
-    python benchmarks/bench_steering_effect.py [--index cache/demo.duckdb] [--features 10] [--multiplier 1]
+    python benchmarks/bench_steering_effect.py [--index cache/demo.duckdb] [--features 10] [--seed 7]
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from backend.index.datasets import dataset_texts  # noqa: E402
+from backend.index.steerability import SteerabilityConfig, neutral_prompts  # noqa: E402
 from backend.inference import get_inference  # noqa: E402
 from backend.inference.schemas import SteerFeature, SteerRequest  # noqa: E402
 from backend.inference.steering import SaeHook, SteeringPlan  # noqa: E402
@@ -75,40 +79,34 @@ def measure(inference, source, row, top_ids: list[int], strength: float, prompts
     return Effect(strength, _ratio(mean_s, mean_d), _ratio(mean_edit, mean_d), mass_d, mass_s)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--index", default="cache/demo.duckdb")
-    p.add_argument("--features", type=int, default=10)
-    p.add_argument("--new-tokens", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--multiplier", type=float, default=1.0, help="strength = multiplier x the feature's max activation")
-    p.add_argument("--steerable-only", action="store_true",
-                   help="pick the table's features among those with a calibrated strength")
-    p.add_argument("--rho-features", type=int, default=50,
-                   help="features in the output score vs effect table (0: skip it)")
-    p.add_argument("--rho-new-tokens", type=int, default=16)
-    args = p.parse_args()
-    store = IndexStore.open(args.index)
-    source_spec = store.meta.source
-    inference = get_inference(source_spec, index_path=args.index)
-    source = load_source(source_spec)
-    # features that fire on 0.01%-1% of tokens: specific enough to have a meaning of their own
-    rows = store.list_features(FeatureQuery(min_density=1e-4, max_density=1e-2, limit=5000)).rows
-    pool = [r for r in rows if r.calibrated_strength] if args.steerable_only else rows
-    chosen = sorted(random.Random(args.seed).sample(pool, min(args.features, len(pool))), key=lambda r: r.feature_id)
-    prompt_tokens = {prompt: source.model.to_tokens(prompt) for prompt in PROMPTS}
-    default_probs = {prompt: next_token_probs(source, tokens) for prompt, tokens in prompt_tokens.items()}
-    top_ids = {r.feature_id: [e.token_id for e in store.feature_page(r.feature_id).logit_pos] for r in chosen}
+@dataclass(frozen=True)
+class Bench:
+    """What every table of one run shares."""
 
+    inference: object
+    source: object
+    store: IndexStore
+    multiplier: float
+    new_tokens: int
+    prompt_tokens: dict
+    default_probs: dict
+
+    def top_ids(self, feature_id: int) -> list[int]:
+        return [e.token_id for e in self.store.feature_page(feature_id).logit_pos]
+
+
+def feature_table(bench: Bench, title: str, chosen: list) -> None:
+    print(f"\n{title}")
     print(f"{'feature':>7}  {'label':<20} {'out score':>9} | {'max act':>7} {'evokes':>6} {'reads':>6} "
           f"{'P(top) default':>14} {'steered':>8} | {'calibrated':>10} {'evokes':>6} {'reads':>6} {'steered':>8}")
     at_max, at_cal = [], []
     for row in chosen:
-        high = measure(inference, source, row, top_ids[row.feature_id], args.multiplier * row.max_act, PROMPTS,
-                       args.new_tokens, prompt_tokens, default_probs)
+        top = bench.top_ids(row.feature_id)
+        high = measure(bench.inference, bench.source, row, top, bench.multiplier * row.max_act, PROMPTS,
+                       bench.new_tokens, bench.prompt_tokens, bench.default_probs)
         at_max.append(high)
-        cal = measure(inference, source, row, top_ids[row.feature_id], row.calibrated_strength, PROMPTS,
-                      args.new_tokens, prompt_tokens, default_probs) if row.calibrated_strength else None
+        cal = measure(bench.inference, bench.source, row, top, row.calibrated_strength, PROMPTS,
+                      bench.new_tokens, bench.prompt_tokens, bench.default_probs) if row.calibrated_strength else None
         at_cal.append(cal)
         cal_cols = (f"{cal.strength:>10.2f} {cal.evoked_ratio:>6.1f} {cal.read_ratio:>6.1f} {cal.mass_steered:>8.4f}"
                     if cal else f"{'none':>10} {'':>6} {'':>6} {'':>8}")
@@ -123,17 +121,16 @@ def main() -> None:
     print(f"top-token mass, steered / default (mean over features): {_mean_gain(at_max):.2f}x at max activation, "
           f"{_mean_gain(calibrated):.2f}x at the calibrated strength")
 
-    # does the output score predict the effect? Spearman rho over features with a score, at max activation
-    if args.rho_features <= 0:
-        return
+
+def rho_table(bench: Bench, rows: list, n: int, seed: int, new_tokens: int) -> None:
+    """Does the output score predict the effect? Spearman rho over features with a score, at max activation."""
     scored = [r for r in rows if r.output_score is not None]
-    sample = random.Random(args.seed + 1).sample(scored, min(args.rho_features, len(scored)))
-    top_ids.update({r.feature_id: [e.token_id for e in store.feature_page(r.feature_id).logit_pos] for r in sample})
-    effects = [measure(inference, source, r, top_ids[r.feature_id], args.multiplier * r.max_act, PROMPTS[:2],
-                       args.rho_new_tokens, prompt_tokens, default_probs) for r in sample]
+    sample = random.Random(seed).sample(scored, min(n, len(scored)))
+    effects = [measure(bench.inference, bench.source, r, bench.top_ids(r.feature_id), bench.multiplier * r.max_act,
+                       PROMPTS[:2], new_tokens, bench.prompt_tokens, bench.default_probs) for r in sample]
     scores = [r.output_score for r in sample]
     print(f"\noutput score vs measured effect, {len(sample)} features, add at max activation, "
-          f"{args.rho_new_tokens} new tokens x {len(PROMPTS[:2])} prompts:")
+          f"{new_tokens} new tokens x {len(PROMPTS[:2])} prompts:")
     print(f"{'measured effect':<44} {'Spearman rho':>12} {'p':>8}")
     for name, values in (("top-token mass gain (steered / default)", [_gain(e) for e in effects]),
                          ("top-token mass rise (steered - default)", [e.mass_steered - e.mass_default
@@ -141,6 +138,47 @@ def main() -> None:
                          ("activation evoked, steered / default", [min(e.evoked_ratio, 1e6) for e in effects])):
         rho, pval = spearmanr(scores, values)
         print(f"{name:<44} {rho:>12.3f} {pval:>8.3g}")
+
+
+def held_out_check(store: IndexStore, source) -> None:
+    """The bench's prompts must not be the ones the index calibrated on (the dataset's neutral prompts)."""
+    calibration = neutral_prompts(dataset_texts(store.meta.dataset), source.tokenizer, source.prepend_bos,
+                                  n=SteerabilityConfig().n_prompts)
+    texts = {source.tokenizer.decode(p) for p in calibration}
+    clash = [p for p in PROMPTS if any(p.strip() and p.strip() in t for t in texts)]
+    if clash:
+        raise SystemExit(f"bench prompts {clash} overlap the calibration prompts: the figures would not be held out")
+    print(f"{len(PROMPTS)} held-out prompts (none among the {len(calibration)} calibration prompts)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--index", default="cache/demo.duckdb")
+    p.add_argument("--features", type=int, default=10)
+    p.add_argument("--new-tokens", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--multiplier", type=float, default=1.0, help="strength = multiplier x the feature's max activation")
+    p.add_argument("--rho-features", type=int, default=50,
+                   help="features in the output score vs effect table (0: skip it)")
+    p.add_argument("--rho-new-tokens", type=int, default=16)
+    args = p.parse_args()
+    store = IndexStore.open(args.index)
+    source_spec = store.meta.source
+    source = load_source(source_spec)
+    held_out_check(store, source)
+    prompt_tokens = {prompt: source.model.to_tokens(prompt) for prompt in PROMPTS}
+    bench = Bench(get_inference(source_spec, index_path=args.index), source, store, args.multiplier,
+                  args.new_tokens, prompt_tokens, {q: next_token_probs(source, t) for q, t in prompt_tokens.items()})
+    # features that fire on 0.01%-1% of tokens: specific enough to have a meaning of their own
+    rows = store.list_features(FeatureQuery(min_density=1e-4, max_density=1e-2, limit=5000)).rows
+    steerable = [r for r in rows if r.calibrated_strength]
+    for title, pool in ((f"features picked at random (seed {args.seed}) among {len(rows)}", rows),
+                        (f"features picked at random (seed {args.seed}) among the {len(steerable)} calibrated",
+                         steerable)):
+        chosen = random.Random(args.seed).sample(pool, min(args.features, len(pool)))
+        feature_table(bench, title, sorted(chosen, key=lambda r: r.feature_id))
+    if args.rho_features > 0:
+        rho_table(bench, rows, args.rho_features, args.seed + 1, args.rho_new_tokens)
 
 
 def _gain(e: Effect) -> float:

@@ -31,8 +31,8 @@ GREEDY = SteerabilityConfig(ladder=(1.0, 4.0, 16.0), sampling=RowSampling(new_to
 
 @pytest.fixture(scope="module")
 def prompts(source) -> list[list[int]]:
-    found = neutral_prompts([t * 3 for t in TINY_TEXT], source.tokenizer, source.prepend_bos, n=2, length=6)
-    assert len(found) == 2 and all(len(p) == 7 for p in found)  # BOS + 6 tokens
+    found = neutral_prompts([t * 3 for t in TINY_TEXT], source.tokenizer, source.prepend_bos, n=4, length=6)
+    assert len(found) == 4 and all(len(p) == 7 for p in found)  # BOS + 6 tokens
     return found
 
 
@@ -68,32 +68,40 @@ def test_input_score_counts_top_examples_peaking_on_a_logit_lens_token():
     assert math.isnan(input_scores(lens, peaks, min_examples=3)[1])  # two examples are too few to score
 
 
-def test_calibration_matches_the_engine_steering_each_feature_alone(source, engine, prompts):
+def _engine_evoked(engine, source, feature: int, max_act: float, rung: float, prompt: list[int], cfg) -> bool:
+    """One steer call through the engine: is this prompt evoked, by the stage's rule?"""
+    result = engine.steer(SteerRequest(
+        prompt=source.tokenizer.decode(prompt[1:]),
+        features=[SteerFeature(feature_id=feature, strength=rung * max_act)],
+        max_new_tokens=5, temperature=0, stop_at_eos=False))
+    assert [t.id for t in result.prompt_tokens] == prompt  # the decoded prompt tokenizes back
+    steered, default = result.summary[0].mean_steered, result.summary[0].mean_default
+    return steered > 0 and steered >= cfg.evoke_ratio * default and steered >= cfg.min_evoked * max_act
+
+
+def test_calibration_needs_three_of_four_prompts_each_evoked_like_the_engine(source, engine, prompts):
     # a lower bar than the index's (the tiny random LM's text rarely evokes anything), so that the ladder
     # stops at different rungs for different features and some features at none
-    cfg = dataclasses.replace(GREEDY, evoke_ratio=1.5, min_evoked=0.0)
-    ids = torch.arange(12)
-    max_acts = torch.full((12,), 1.5)
+    cfg = dataclasses.replace(GREEDY, evoke_ratio=1.2, min_evoked=0.05)
+    ids = torch.arange(16)
+    max_acts = torch.linspace(0.3, 3.0, 16)  # different max activations spread the features over the rungs
     multiplier, _ = calibrate(source, ids, max_acts, prompts, cfg)
-    expected = []
-    for feature in ids.tolist():
-        found = math.nan
-        for rung in cfg.ladder:
-            evoked = default = 0.0
-            for prompt in prompts:
-                text = source.tokenizer.decode(prompt[1:])
-                result = engine.steer(SteerRequest(
-                    prompt=text, features=[SteerFeature(feature_id=feature, strength=rung * 1.5)],
-                    max_new_tokens=5, temperature=0, stop_at_eos=False))
-                assert [t.id for t in result.prompt_tokens] == prompt  # the decoded prompt tokenizes back
-                evoked += result.summary[0].mean_steered / len(prompts)
-                default += result.summary[0].mean_default / len(prompts)
-            if evoked > 0 and evoked >= cfg.evoke_ratio * default:
-                found = rung
-                break
-        expected.append(found)
+    expected, counts = [], []
+    for feature, max_act in zip(ids.tolist(), max_acts.tolist(), strict=True):  # brute force: all rungs, prompts
+        count = {rung: sum(_engine_evoked(engine, source, feature, max_act, rung, p, cfg) for p in prompts)
+                 for rung in cfg.ladder}
+        counts.append(count)
+        passing = [rung for rung in cfg.ladder if count[rung] >= cfg.min_prompts_evoked]
+        # not evoked at the top rung: screened out, even where a lower rung happens to pass
+        expected.append(min(passing) if count[cfg.ladder[-1]] >= cfg.min_prompts_evoked else math.nan)
+    print(counts, expected)
     np.testing.assert_allclose(multiplier, expected, rtol=1e-6)  # NaN where no rung evoked it, on both sides
     assert np.isnan(expected).any() and len(set(np.array(expected)[~np.isnan(expected)])) >= 2
+
+
+def test_calibration_refuses_fewer_prompts_than_it_needs(source, prompts):
+    with pytest.raises(ValueError, match="at least 3 prompts"):
+        calibrate(source, torch.arange(2), torch.ones(2), prompts[:2], GREEDY)
 
 
 def test_compute_steerability_returns_one_typed_entry_per_feature(source, prompts):

@@ -1,4 +1,5 @@
-"""Team data is never lost: one JSON file round-trips every label, list and note (also through the CLI); a
+"""Team data is never lost: one JSON file round-trips every label, list, note and concept (also through the
+CLI; concepts merge by name and hook, newer created_at wins, widths are checked, version 2 files still import); a
 rebuild of the index keeps the team file beside it; labels written against other SAE weights are kept and
 flagged "possibly stale"; a writer SIGKILLed mid-write loses no committed change and leaves a readable file."""
 
@@ -18,6 +19,7 @@ import duckdb
 import pytest
 
 from backend.__main__ import main
+from backend.concepts_store import ConceptStore, SavedConcept
 from backend.errors import UserError
 from backend.store import IndexStore
 from backend.team import ItemEdit, TeamStore, team_path_for
@@ -74,16 +76,66 @@ def test_import_keeps_newer_local_labels_and_refuses_foreign_or_broken_files(tmp
             parse_dump(text)
 
 
+def concept(name: str, created_at: str, width: int = 4, scale: float = 1.0) -> SavedConcept:
+    return SavedConcept(name=name, method="caa", hook_name="blocks.0.hook_resid_post", layer=0,
+                        with_concept=[f"{name} yes"], without_concept=[f"{name} no"],
+                        vector=[scale * (i + 1) for i in range(width)], author="ada", created_at=created_at)
+
+
+def test_concepts_travel_in_the_export_and_merge_by_name_and_hook_newer_wins(tmp_path):
+    source = filled(tmp_path / "a.team.sqlite")
+    store = ConceptStore(source.path, d_in=4)
+    for c in [concept("formal", "2026-01-02T00:00:00+00:00"), concept("angry", "2026-01-01T00:00:00+00:00"),
+              concept("old", "2026-01-01T00:00:00+00:00")]:
+        store.save(c)
+    dump = parse_dump(export_team(source).model_dump_json())
+    assert dump.version == 3 and [c.name for c in dump.concepts] == ["formal", "angry", "old"]
+
+    target = TeamStore(tmp_path / "b.team.sqlite", d_sae=64)
+    here = ConceptStore(target.path, d_in=4)
+    here.save(concept("formal", "2026-01-03T00:00:00+00:00", scale=-1.0))  # newer here: kept
+    here.save(concept("old", "2025-12-31T00:00:00+00:00", scale=-1.0))  # older here: replaced
+    summary = import_team(target, dump, d_in=4)
+    assert summary.concepts_written == 2
+    by_name = {c.name: c for c in here.export_concepts().concepts}
+    assert by_name["formal"].vector == [-1.0, -2.0, -3.0, -4.0]
+    assert by_name["old"].vector == [1.0, 2.0, 3.0, 4.0] and by_name["old"].created_at.startswith("2026-01-01")
+    assert by_name["angry"].with_concept == ["angry yes"] and by_name["angry"].without_concept == ["angry no"]
+    assert import_team(target, dump, d_in=4).concepts_written == 0  # twice changes nothing
+
+
+def test_concepts_of_another_width_are_refused_whole_and_version_2_files_still_import(tmp_path):
+    source = filled(tmp_path / "a.team.sqlite")
+    ConceptStore(source.path).save(concept("wide", "2026-01-01T00:00:00+00:00", width=8))
+    dump = export_team(source)
+    target = TeamStore(tmp_path / "b.team.sqlite", d_sae=64)
+    with pytest.raises(UserError, match="'wide' has 8 values but this index's hook is 4 wide"):
+        import_team(target, dump, d_in=4)
+    assert target.all_labels() == {} and ConceptStore(target.path).export_concepts().concepts == []  # nothing
+
+    old = json.loads(dump.model_dump_json())
+    old["version"] = 2
+    del old["concepts"]  # what version 2 wrote
+    summary = import_team(target, parse_dump(json.dumps(old)), d_in=4)
+    assert (summary.labels_written, summary.items_written, summary.concepts_written) == (2, 2, 0)
+    newer = dict(old, version=4)
+    with pytest.raises(UserError, match="newer version"):
+        import_team(target, parse_dump(json.dumps(newer)))
+
+
 def test_cli_exports_and_imports_between_two_copies_of_an_index(tiny_index, tmp_path, capsys):
     a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
     shutil.copy(tiny_index, a)
     shutil.copy(tiny_index, b)
     filled(team_path_for(a))
+    with IndexStore.open(a) as index:
+        width = index.info().d_model
+    ConceptStore.for_index(a).save(concept("formal", "2026-01-01T00:00:00+00:00", width=width))
     out = tmp_path / "team.json"
     assert main(["team", "export", "--index", str(a), "--file", str(out)]) == 0
     assert json.loads(out.read_text())["format"] == "sae-explorer-team"
     assert main(["team", "import", "--index", str(b), "--file", str(out)]) == 0
-    assert "2 labels, 2 new lists, 2 list entries" in capsys.readouterr().out
+    assert "2 labels, 2 new lists, 2 list entries, 1 concepts" in capsys.readouterr().out
     assert comparable(TeamStore.for_index(b)) == comparable(TeamStore.for_index(a))
     assert main(["team", "import", "--index", str(b), "--file", str(tmp_path / "missing.json")]) == 2
 

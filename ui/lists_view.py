@@ -172,15 +172,16 @@ def list_panel(ctx: IndexContext, chosen: TeamList) -> None:
 def team_transfer_panel(ctx: IndexContext) -> None:
     """All team data of this index as one JSON file, and importing such a file (merged, newer entries win)."""
     with st.expander("All team data", icon=":material/database:"):
-        st.caption("Every label, list and note of this index in one JSON file: a backup, or a way to move the "
-                   "team's work to another server.")
+        st.caption("Every label, list, note and saved concept of this index in one JSON file: a backup, or a way "
+                   "to move the team's work to another server.")
         st.download_button("Export all (JSON)", lambda: team_transfer.export_json(ctx.team),
                            f"{ctx.path.stem}.team.json", "application/json", icon=":material/download:",
                            width="stretch", key="team_export")
         upload = st.file_uploader("Import a team data file", type=["json"], key="team_import")
         if upload is not None and st.button("Import", icon=":material/upload:", key="team_import_go"):
             with reported_errors():
-                summary = team_transfer.import_team(ctx.team, team_transfer.parse_dump(upload.getvalue()))
-                flash(f"Imported {summary.labels_written} labels, {summary.lists_created} new lists and "
-                      f"{summary.items_written} list entries.")
+                summary = team_transfer.import_team(ctx.team, team_transfer.parse_dump(upload.getvalue()),
+                                                    d_in=ctx.info.d_model)  # residual-stream hooks
+                flash(f"Imported {summary.labels_written} labels, {summary.lists_created} new lists, "
+                      f"{summary.items_written} list entries and {summary.concepts_written} concepts.")
                 st.rerun()

@@ -7,7 +7,8 @@
 - input score (same paper): the fraction of f's top examples whose peak token is one of those tokens.
 - calibrated strength: the smallest multiplier m of the ladder at which adding m x max_act x W_dec[f] at
   every position (sampled like the Steer page) makes the generated tokens evoke f (its SAE encoding
-  before the edit) >= `evoke_ratio` x the default continuation's, and at least `min_evoked` x max_act.
+  before the edit) >= `evoke_ratio` x the default continuation's, and at least `min_evoked` x max_act,
+  on each of >= `min_prompts_evoked` of the `n_prompts` calibration prompts.
 
 Every measurement puts one feature per batch row, so one forward pass serves `batch_rows` features.
 """
@@ -37,7 +38,8 @@ class SteerabilityConfig:
     evoke_ratio: float = 3.0
     min_evoked: float = 0.05  # of max act: a ratio over a default of ~0 alone is no evidence
     min_examples: int = 10  # the paper's floor for an input score
-    n_prompts: int = 2  # calibration prompts (the output score uses all prompts given)
+    n_prompts: int = 4  # calibration prompts (the output score uses all prompts given)
+    min_prompts_evoked: int = 3  # a rung counts when this many calibration prompts are each evoked
     sampling: RowSampling = RowSampling()
     batch_rows: int = 256
 
@@ -99,7 +101,11 @@ def compute_steerability(source: LoadedSource, feature_ids: torch.Tensor, max_ac
     output = output_scores(source, ids, lens_ids, prompts, cfg)
     inputs = input_scores(lens_ids, peak_tokens, cfg.min_examples) if peak_tokens is not None \
         else np.full(len(ids), np.nan, np.float32)
-    multiplier, ratio = calibrate(source, ids, max_acts.float().cpu(), prompts[: cfg.n_prompts], cfg)
+    calibration_prompts = prompts[: cfg.n_prompts]
+    if len(calibration_prompts) >= cfg.min_prompts_evoked:
+        multiplier, ratio = calibrate(source, ids, max_acts.float().cpu(), calibration_prompts, cfg)
+    else:  # a dataset this small has too few neutral prompts to vouch for any strength
+        multiplier, ratio = np.full(len(ids), np.nan, np.float32), np.full(len(ids), np.nan, np.float32)
     return Steerability(ids.numpy(), output, inputs, multiplier, multiplier * max_acts.float().cpu().numpy(), ratio)
 
 
@@ -161,46 +167,59 @@ def _expanded(cache: TransformerLensKeyValueCache, batch: int) -> TransformerLen
 @torch.no_grad()
 def calibrate(source: LoadedSource, ids: torch.Tensor, max_acts: torch.Tensor, prompts: list[list[int]],
               cfg: SteerabilityConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Walk up the ladder; a feature leaves as soon as one rung evokes it (the smallest such rung)."""
+    """The smallest rung at which >= `min_prompts_evoked` of the prompts are each evoked on their own (one
+    lucky prompt cannot carry a mean). Every feature is first screened at the top rung: one not evoked there
+    has no strength on the ladder, so it leaves before the walk up from the bottom rung."""
+    if len(prompts) < cfg.min_prompts_evoked:
+        raise ValueError(f"Calibration needs at least {cfg.min_prompts_evoked} prompts, got {len(prompts)}.")
     special = torch.tensor(source.special_token_ids(), dtype=torch.long, device=source.device)
     d_sae = source.d_sae
-    default = torch.zeros(d_sae)
-    for prompt in prompts:  # one unsteered run per prompt serves every feature
+    default = torch.zeros(len(prompts), d_sae)
+    for p, prompt in enumerate(prompts):  # one unsteered run per prompt serves every feature
         tokens = torch.tensor([prompt], device=source.device)
         hook = RowSteeringHook(source.sae, torch.zeros(1, source.sae.W_dec.shape[1], device=source.device),
                                torch.arange(d_sae, device=source.device).unsqueeze(0), special)
         run = generate_rows(source.model, source.hook_name, source.hook_layer, tokens, hook, cfg.sampling)
-        default += run.tracked_acts[0].mean(0) / len(prompts)
-    base = default[ids]
+        default[p] = run.tracked_acts[0].mean(0)
+    base = default[:, ids]  # [prompts, n]
     multiplier = np.full(len(ids), np.nan, np.float32)
     ratio = np.zeros(len(ids), np.float32)
-    pending = torch.arange(len(ids))
-    for rung in cfg.ladder:
+
+    def rung_passes(pending: torch.Tensor, rung: float) -> torch.Tensor:
+        evoked = _steered_means(source, ids[pending], rung * max_acts[pending], prompts, special, cfg)
+        b = base[:, pending]
+        each = (evoked >= cfg.evoke_ratio * b) & (evoked >= cfg.min_evoked * max_acts[pending]) & (evoked > 0)
+        ratio[pending.numpy()] = (evoked.mean(0) / b.mean(0).clamp_min(1e-12)).clamp_max(1e6).numpy()
+        return each.sum(0) >= cfg.min_prompts_evoked
+
+    top = cfg.ladder[-1]
+    everyone = torch.arange(len(ids))
+    pending = everyone[rung_passes(everyone, top)]
+    top_ratio = ratio.copy()  # the ratio reported for a feature that needs the top rung
+    for rung in cfg.ladder[:-1]:
         if len(pending) == 0:
             break
-        evoked = _steered_means(source, ids[pending], rung * max_acts[pending], prompts, special, cfg)
-        rung_ratio = evoked / base[pending].clamp_min(1e-12)
-        ok = (evoked >= cfg.evoke_ratio * base[pending]) & (evoked >= cfg.min_evoked * max_acts[pending]) \
-            & (evoked > 0)
-        ratio[pending.numpy()] = rung_ratio.clamp_max(1e6).numpy()
+        ok = rung_passes(pending, rung)
         multiplier[pending[ok].numpy()] = rung
         pending = pending[~ok]
+    multiplier[pending.numpy()] = top
+    ratio[pending.numpy()] = top_ratio[pending.numpy()]
     return multiplier, ratio
 
 
 def _steered_means(source: LoadedSource, ids: torch.Tensor, strengths: torch.Tensor, prompts: list[list[int]],
                    special: torch.Tensor, cfg: SteerabilityConfig) -> torch.Tensor:
-    """[len(ids)] mean activation of each feature on its own steered continuation, averaged over prompts."""
-    out = torch.zeros(len(ids))
+    """[len(prompts), len(ids)] mean activation of each feature on its own steered continuation, per prompt."""
+    out = torch.zeros(len(prompts), len(ids))
     w_dec = source.sae.W_dec.detach()
-    for prompt in prompts:
+    for p, prompt in enumerate(prompts):
         tokens = torch.tensor([prompt], device=source.device)
         for start in range(0, len(ids), cfg.batch_rows):
             rows = ids[start:start + cfg.batch_rows].to(w_dec.device)
             vectors = strengths[start:start + len(rows)].to(w_dec.device, w_dec.dtype).unsqueeze(1) * w_dec[rows]
             hook = RowSteeringHook(source.sae, vectors, rows.unsqueeze(1), special)
             run = generate_rows(source.model, source.hook_name, source.hook_layer, tokens, hook, cfg.sampling)
-            out[start:start + len(rows)] += run.tracked_acts[:, :, 0].mean(1) / len(prompts)
+            out[p, start:start + len(rows)] = run.tracked_acts[:, :, 0].mean(1)
     return out
 
 
@@ -209,7 +228,7 @@ def steerability_for_index(source: LoadedSource, max_acts: torch.Tensor, top_tok
     """Every live feature of an index. max_acts: [d_sae]; top_tokens: [d_sae, k] the peak token of each
     top example (-1 = none); texts: the index's dataset, for the neutral prompts."""
     live = torch.nonzero(max_acts > 0).squeeze(1)
-    prompts = neutral_prompts(texts, source.tokenizer, source.prepend_bos)
+    prompts = neutral_prompts(texts, source.tokenizer, source.prepend_bos, n=max(4, cfg.n_prompts))
     return compute_steerability(source, live, max_acts[live], prompts, top_tokens[live], cfg)
 
 
