@@ -212,7 +212,7 @@ def _team(args: argparse.Namespace) -> int:
         tmp.replace(out)  # never a half-written export under the real name
         print(f"team data of {index.name} written to {out}")
     else:
-        summary = import_file(team, args.file, d_in=info.d_model)  # the indexed hooks are residual-stream wide
+        summary = import_file(team, args.file, d_in=info.d_in)
         print(f"imported into {index.name}: {summary.labels_written} labels, {summary.lists_created} new lists, "
               f"{summary.items_written} list entries, {summary.concepts_written} concepts")
     return 0

@@ -15,6 +15,7 @@ class IndexInfo(BaseModel):
     model: str
     hook: str
     d_model: int
+    d_in: int = Field(description="the SAE's input width, which concept vectors must have")
     d_sae: int
     dataset: str
     tokens_processed: int

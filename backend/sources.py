@@ -105,6 +105,7 @@ class SourceInfo(BaseModel):
     model: str
     hook: str
     d_model: int
+    d_in: int  # the SAE's input width: d_model for residual hooks, d_mlp or n_heads x d_head for others
     d_sae: int
     n_layers: int
     device: str
@@ -158,6 +159,7 @@ class LoadedSource:
             model=self.model_name,
             hook=self.hook_name,
             d_model=int(self.model.cfg.d_model),
+            d_in=int(self.sae.W_dec.shape[1]),
             d_sae=self.d_sae,
             n_layers=int(self.model.cfg.n_layers),
             device=self.device,

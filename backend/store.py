@@ -164,6 +164,7 @@ class IndexStore:
             model=m.model,
             hook=m.hook,
             d_model=m.d_model,
+            d_in=m.d_in or m.d_model,
             d_sae=m.d_sae,
             dataset=m.dataset,
             tokens_processed=m.tokens_processed,

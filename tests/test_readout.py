@@ -16,6 +16,7 @@ from backend.inference.engine import LocalInference
 from backend.inference.schemas import TraceRequest
 from backend.readout import HookKind, HookSite, Readout
 from backend.sources import SourceSpec, load_source
+from backend.store import IndexStore
 from tests.support.tiny_source import TinySourceDirs, random_topk_sae
 
 
@@ -89,6 +90,7 @@ def test_index_and_trace_agree_for_attention_and_mlp_saes(hook, tiny_dirs, tiny_
     meta = IndexMeta.from_stored({k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()})
     con.close()
     assert meta.logits_through_final_ln is True
+    assert (meta.d_in, IndexStore.open(out).info().d_in) == (width, width)  # what concept vectors must match
 
     hooked = load_source(spec)
     engine = LocalInference(hooked)

@@ -181,7 +181,7 @@ def team_transfer_panel(ctx: IndexContext) -> None:
         if upload is not None and st.button("Import", icon=":material/upload:", key="team_import_go"):
             with reported_errors():
                 summary = team_transfer.import_team(ctx.team, team_transfer.parse_dump(upload.getvalue()),
-                                                    d_in=ctx.info.d_model)  # residual-stream hooks
+                                                    d_in=ctx.info.d_in)
                 flash(f"Imported {summary.labels_written} labels, {summary.lists_created} new lists, "
                       f"{summary.items_written} list entries and {summary.concepts_written} concepts.")
                 st.rerun()

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from backend.errors import UserError
-from backend.index import schema, tables
+from backend.index import tables, writer
 from backend.index.activation_log import ActivationLookup
 from backend.index.checkpoint import BuildIdentity, BuildWorkDir, RowSink
 from backend.index.datasets import DEMO_HELDOUT, dataset_texts, prefetched, token_rows
@@ -194,26 +194,26 @@ def write_index(
         config=asdict(cfg),
         excluded_token_ids=source.special_token_ids(),
         built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        schema_version=schema.SCHEMA_VERSION,
+        schema_version=writer.SCHEMA_VERSION,
         **(extra_meta or {}),
     )
-    with schema.atomic_index_file(out) as con:
-        schema.write_table(
+    with writer.atomic_index_file(out) as con:
+        writer.write_table(
             con,
             "features",
             tables.feature_table(state.stats, logits, cosine, coact, fmap, labels, top_tokens),
             "feature_id",
         )
         # key order (feature_id, kind DESC, interval_idx, rank) is the slots' order
-        schema.write_batches(con, "examples", tables.example_batches(slots, windows, rows, cfg.window_before,
+        writer.write_batches(con, "examples", tables.example_batches(slots, windows, rows, cfg.window_before,
                                                                      cfg.window_after))
-        schema.write_table(con, "vocab", tables.vocab_table(vocab), "token_id")
+        writer.write_table(con, "vocab", tables.vocab_table(vocab), "token_id")
         if steer is not None:
-            schema.write_table(con, "steerability", steer.to_arrow(), "feature_id")
+            writer.write_table(con, "steerability", steer.to_arrow(), "feature_id")
         stages.mark("write")
         meta = meta.with_values(**stages.as_meta(), build_seconds_finalize=time.time() - t0,
                                 build_seconds_total=setup_seconds + stream_seconds + time.time() - t0)
-        schema.write_meta(con, meta.stored())
+        writer.write_meta(con, meta.stored())
     return out
 
 

@@ -1,6 +1,6 @@
 """The index's meta table as one typed model: what `write_index` records and every reader reads.
 
-The stored form is unchanged: one row per top-level field, its value as JSON (backend/index/schema.py
+The stored form is unchanged: one row per top-level field, its value as JSON (backend/index/writer.py
 write_meta). Fields added after the first indexes were built default to None, and only fields that were
 given are written (`stored`), so an index from any earlier version reads back and writes out key for key.
 Keys this version does not know (an index from a newer one) are left out on reading instead of failing."""
@@ -63,6 +63,7 @@ class IndexMeta(_Recorded):
     model: str
     hook: str
     d_model: int
+    d_in: int | None = None  # the SAE's input width (older indexes lack it: they are residual-stream SAEs)
     d_sae: int
     n_layers: int
     device: str

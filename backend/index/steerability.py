@@ -236,7 +236,7 @@ def add_steerability(index_path: str, device: str | None = None) -> str:
     """Score an existing index (built without the stage, or before it existed) and write its table."""
     from pathlib import Path
 
-    from backend.index import schema
+    from backend.index import writer
     from backend.index.datasets import dataset_texts
     from backend.sources import load_source
     from backend.store import IndexStore
@@ -248,5 +248,5 @@ def add_steerability(index_path: str, device: str | None = None) -> str:
     with source.lock:
         result = steerability_for_index(source, torch.from_numpy(max_acts), torch.from_numpy(peaks),
                                         dataset_texts(dataset))
-    schema.replace_table(Path(index_path), "steerability", result.to_arrow(), "feature_id")
+    writer.replace_table(Path(index_path), "steerability", result.to_arrow(), "feature_id")
     return result.summary()
