@@ -9,6 +9,23 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 
+class SourceInfo(BaseModel):
+    """What a loaded source is, in plain values (backend/sources.py): the index's meta records it and /health
+    reports it. Here, not in sources.py, so that the query layer reads it without importing torch."""
+
+    source: str
+    model: str
+    hook: str
+    d_model: int
+    d_in: int  # the SAE's input width: d_model for residual hooks, d_mlp or n_heads x d_head for others
+    d_sae: int
+    n_layers: int
+    device: str
+    dtype: str
+    architecture: str
+    vocab_size: int
+
+
 class IndexInfo(BaseModel):
     path: str
     source: str

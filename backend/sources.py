@@ -26,6 +26,7 @@ from backend.device import pick_device, pick_dtype
 from backend.errors import NotFoundError, UserError
 from backend.formats import DEMO_ARTIFACTS_DIR, DEMO_MODEL_NAME
 from backend.formats.sae import SAE_WEIGHTS_FILE
+from backend.payloads import SourceInfo
 
 
 class SourceSpec(BaseModel, frozen=True):
@@ -96,22 +97,6 @@ def local_dirs(spec: SourceSpec) -> LocalDirs:
         return LocalDirs(root / "lm", root / "sae", root / "tokenizer")
     return LocalDirs(Path(spec.model or ""), Path(spec.sae_dir or ""),
                      Path(spec.tokenizer_dir) if spec.tokenizer_dir else None)
-
-
-class SourceInfo(BaseModel):
-    """What a loaded source is, in plain values: the index's meta records it and /health reports it."""
-
-    source: str
-    model: str
-    hook: str
-    d_model: int
-    d_in: int  # the SAE's input width: d_model for residual hooks, d_mlp or n_heads x d_head for others
-    d_sae: int
-    n_layers: int
-    device: str
-    dtype: str
-    architecture: str
-    vocab_size: int
 
 
 @dataclass

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from backend.payloads import SourceInfo
+
 
 class _Recorded(BaseModel):
     # forbid: a writer passing a key with no field fails at once instead of losing it on the way to disk
@@ -55,21 +57,10 @@ class RecordedConfig(_Recorded):
     activation_log_gb: float | None = None
 
 
-class IndexMeta(_Recorded):
-    """Everything an index records about its build besides its tables."""
+class IndexMeta(_Recorded, SourceInfo):
+    """Everything an index records about its build besides its tables: the source's `SourceInfo`, then the rest."""
 
-    # the source (LoadedSource.describe)
-    source: str
-    model: str
-    hook: str
-    d_model: int
-    d_in: int | None = None  # the SAE's input width (older indexes lack it: they are residual-stream SAEs)
-    d_sae: int
-    n_layers: int
-    device: str
-    dtype: str
-    architecture: str
-    vocab_size: int
+    d_in: int | None = None  # older indexes lack it (they are residual-stream SAEs)
     sae_weights_sha256: str | None = None  # sources on disk only; older indexes lack it
     # what was read
     dataset: str
