@@ -15,7 +15,8 @@ from backend.explain.rules import CLASS_INDEX, CLASSES, FAMILIES, Vocabulary, de
 from backend.explain.scoring import balanced_score
 from backend.explain.storage import ExplanationStore, explanations_path_for
 from backend.index.datasets import DEMO_HELDOUT, DEMO_TRAIN, dataset_texts, token_rows
-from backend.store import IndexStore, example_windows, live_feature_ids
+from backend.store import IndexStore
+from backend.store_examples import example_windows, live_feature_ids
 from backend.team import TeamStore
 
 HELDOUT_TOKENS = 4_000

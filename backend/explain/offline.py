@@ -22,7 +22,8 @@ from backend.explain.rules import FAMILIES, Positions, Vocabulary, describe, fam
 from backend.explain.scoring import balanced_arrays, balanced_score
 from backend.explain.storage import ExplanationStore, now
 from backend.sources import load_source
-from backend.store import ExampleWindows, IndexStore, example_windows, live_feature_ids
+from backend.store import IndexStore
+from backend.store_examples import ExampleWindows, example_windows, live_feature_ids
 
 
 @dataclass(frozen=True)

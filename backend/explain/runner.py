@@ -34,7 +34,8 @@ from backend.explain.prompts import (
 from backend.explain.scoring import judged_score
 from backend.explain.storage import ExplanationStore, now
 from backend.sources import load_source
-from backend.store import ExampleWindows, IndexStore, example_windows, live_feature_ids
+from backend.store import IndexStore
+from backend.store_examples import ExampleWindows, example_windows, live_feature_ids
 
 MIN_EXAMPLES = 3  # stored examples needed to ask for an explanation at all
 

@@ -1,4 +1,5 @@
-"""The index's DuckDB layout and its writer. Only this module and backend/store.py speak SQL.
+"""The index's DuckDB layout and its writer. Only this module and the query layer (backend/store.py,
+backend/store_examples.py) speak SQL.
 
 Rows are ordered by feature id so a point lookup touches one small block. The file is
 written under a temporary name and renamed at the end: a failed build leaves the previous
