@@ -12,6 +12,7 @@ from backend.index.neighbours import (
     decoder_neighbours,
     exact_neighbours,
     recall_at_k,
+    row_topk,
     unit_rows,
 )
 
@@ -124,3 +125,19 @@ def test_clusters_on_uses_minibatch_above_its_threshold(monkeypatch):
     monkeypatch.setattr(fm, "MINIBATCH_ABOVE", 100)
     labels = clusters_on(xy.astype(np.float32), seed=0, n_clusters=3)
     assert [len(set(labels[i * 200:(i + 1) * 200])) for i in range(3)] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("width", [50, 1000, 4096 + 37])
+def test_row_topk_equals_torch_topk_on_wide_ragged_and_tied_rows(width):
+    """The chunk-maxima shortcut is exact: same values as topk, and indices holding those values."""
+    gen = torch.Generator().manual_seed(width)
+    sims = torch.randn(33, width, generator=gen)
+    sims[:, ::7] = sims[:, :1]  # ties across chunks
+    sims[0] = float("-inf")
+    sims[0, width - 3 :] = 1.0  # a row whose best lie only in the ragged tail
+    for k in (1, 3, 14):
+        values, indices = row_topk(sims, k)
+        want = sims.topk(k, dim=1)
+        assert torch.equal(values, want.values)
+        assert torch.equal(sims.gather(1, indices), values)
+        assert all(len(set(row)) == k for row in indices.tolist())

@@ -322,18 +322,20 @@ class CoActivation:
         """Top-k partners of each feature by Jaccard index of firing: [d_sae, k] ids (-1 = none), scores."""
         self.flush()
         keys = self.keys.long()
-        a, b = keys // self.d_sae, keys % self.d_sae
-        both = self.counts.double()
-        jac = both / (self.fires[a] + self.fires[b] - self.counts).double()
+        a, b = (keys // self.d_sae).int(), (keys % self.d_sae).int()  # int32 ids: this runs at the build's peak
+        del keys
+        jac = self.counts.double() / (self.fires[a] + self.fires[b] - self.counts).double()
         src = torch.cat([a, b])
         dst = torch.cat([b, a])
+        del a, b
         score = torch.cat([jac, jac])
+        del jac
         order = sort_by_group_then(src, score, descending=True)
         src, dst, score = src[order], dst[order], score[order]
         rank = rank_within_groups(src)
         keep = rank < k
         ids = torch.full((self.d_sae, k), -1, dtype=torch.long)
         scores = torch.zeros((self.d_sae, k))
-        ids[src[keep], rank[keep]] = dst[keep]
+        ids[src[keep], rank[keep]] = dst[keep].long()
         scores[src[keep], rank[keep]] = score[keep].float()
         return ids, scores

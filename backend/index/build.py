@@ -9,6 +9,7 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -167,9 +168,9 @@ def write_index(
     labels, top_tokens = tables.auto_labels(state.top.examples, rows, vocab, dead)
     slots = tables.example_slots(state.top.examples, state.intervals.examples)
     special = torch.tensor(source.special_token_ids(), dtype=torch.long)
-    windows = stages.run("windows", lambda: read_windows(source, rows, special, slots.feature_id, slots.token,
-                                                         cfg.batch_size, cfg.window_before, cfg.window_after,
-                                                         cfg.progress, activations))
+    windows = stages.run("windows", partial(read_windows, source, rows, special, slots.feature_id, slots.token,
+                                            cfg.batch_size, cfg.window_before, cfg.window_after, cfg.progress,
+                                            activations))
     top = state.top.examples
     flat_rows = torch.from_numpy(np.asarray(rows).reshape(-1))
     peaks = torch.where(top.value.isfinite(), flat_rows[top.token.clamp_min(0)].long(), -1)  # token ids peaked on
@@ -201,12 +202,15 @@ def write_index(
         **(extra_meta or {}),
     )
     with writer.atomic_index_file(out) as con:
+        # key order (feature_id, kind DESC, interval_idx, rank) is the slots' order; examples first, so the
+        # slots and windows are freed before the features' Arrow table exists (the build's peak is here)
+        writer.write_batches(con, "examples", tables.example_batches(slots, windows, rows, cfg.window_before,
+                                                                     cfg.window_after))
+        del slots, windows
+        release_freed_memory()
         # already in feature_id order: streamed in without DuckDB's sort buffers
         writer.write_batches(con, "features", tables.feature_table(state.stats, logits, cosine, coact, fmap, labels,
                                                                    top_tokens).to_reader(max_chunksize=16_384))
-        # key order (feature_id, kind DESC, interval_idx, rank) is the slots' order
-        writer.write_batches(con, "examples", tables.example_batches(slots, windows, rows, cfg.window_before,
-                                                                     cfg.window_after))
         writer.write_table(con, "vocab", tables.vocab_table(vocab), "token_id")
         if steer is not None:
             writer.write_table(con, "steerability", steer.to_arrow(), "feature_id")

@@ -19,6 +19,7 @@ from backend.index.neighbours import (
     Neighbours,
     candidate_rows,
     exact_neighbours,
+    row_topk,
     similarities,
     unit_rows,
 )
@@ -93,13 +94,13 @@ def place(points: torch.Tensor, anchors: torch.Tensor, anchor_xy: np.ndarray) ->
     out = np.empty((len(points), 2), np.float32)
     for start in range(0, len(points), block):
         sims = similarities(points[start : start + block].to(low.dtype), low)
-        top = sims.topk(PLACE_NEIGHBOURS, dim=1)
-        dist = 1.0 - top.values.float()
+        top_values, top_indices = row_topk(sims, PLACE_NEIGHBOURS)
+        dist = 1.0 - top_values.float()
         gap = dist - dist[:, :1]
         sigma = 0.5 * gap.mean(dim=1, keepdim=True).clamp_min(1e-6)
         weight = torch.exp(-gap / sigma)
         weight = weight / weight.sum(dim=1, keepdim=True)
-        out[start : start + block] = (anchor_xy_t[top.indices] * weight[..., None]).sum(dim=1).numpy()
+        out[start : start + block] = (anchor_xy_t[top_indices] * weight[..., None]).sum(dim=1).numpy()
     return out
 
 

@@ -74,6 +74,24 @@ def similarities(rows: torch.Tensor, others: torch.Tensor, out: np.ndarray | Non
     return rows @ others.T
 
 
+def row_topk(sims: torch.Tensor, k: int, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sims.topk(k, dim=1)` (values, indices), ~2x faster on wide rows: the k chunks of `chunk` columns with
+    the highest maxima hold every one of a row's k largest values (each of those lies in a chunk whose maximum
+    is at least the k-th value, and at most k chunks can), so the top k is taken among those k * chunk only."""
+    b, n = sims.shape
+    whole = n // chunk
+    if whole <= 2 * k:
+        top = sims.topk(k, dim=1)
+        return top.values, top.indices
+    maxima = sims[:, : whole * chunk].unflatten(1, (whole, chunk)).amax(dim=2)
+    first = maxima.topk(k, dim=1).indices * chunk
+    cols = (first[:, :, None] + torch.arange(chunk, device=sims.device)).reshape(b, -1)
+    if whole * chunk < n:  # the ragged last columns are always candidates
+        cols = torch.cat([cols, torch.arange(whole * chunk, n, device=sims.device).expand(b, -1)], dim=1)
+    top = sims.gather(1, cols).topk(k, dim=1)
+    return top.values, cols.gather(1, top.indices)
+
+
 @torch.no_grad()
 def exact_neighbours(w_dec: torch.Tensor, k: int, block: int | None = None) -> Neighbours:
     """All pairs, one block of rows at a time. Where bf16 is fast (accelerators, CPUs with AMX/AVX-512-BF16)
@@ -97,16 +115,15 @@ def exact_neighbours(w_dec: torch.Tensor, k: int, block: int | None = None) -> N
         sims = similarities(low[start:stop], low, None if buffer is None else buffer[: stop - start])  # [block, n]
         rows = torch.arange(stop - start)
         sims[rows, rows + start] = float("-inf")  # never your own neighbour
-        top = sims.topk(n_cand, dim=1)
+        top_values, cand = row_topk(sims, n_cand)
         if rescore:
-            cand = top.indices
             exact = torch.einsum("bd,bcd->bc", w[start:stop], w[cand])
             exact[cand == (rows + start)[:, None]] = float("-inf")
             best = exact.topk(k_eff, dim=1)
             ids[start:stop, :k_eff] = cand.gather(1, best.indices)
             scores[start:stop, :k_eff] = best.values
         else:
-            ids[start:stop, :k_eff], scores[start:stop, :k_eff] = top.indices, top.values
+            ids[start:stop, :k_eff], scores[start:stop, :k_eff] = cand, top_values
     return Neighbours(ids, scores, "exact")
 
 
