@@ -318,6 +318,13 @@ class CoActivation:
         self.fires += other.fires
         self.tokens += other.tokens
 
+    def free_pairs(self) -> None:
+        """Drop the pair table once the neighbours are taken (50 MB at 65k features, held into the build's peak
+        otherwise); counts of fires and tokens stay."""
+        self.flush()
+        self.keys = torch.zeros(0, dtype=self.key_dtype)
+        self.counts = torch.zeros(0, dtype=torch.long)
+
     def top_neighbours(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k partners of each feature by Jaccard index of firing: [d_sae, k] ids (-1 = none), scores."""
         self.flush()

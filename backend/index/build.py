@@ -159,6 +159,7 @@ def write_index(
     cosine = stages.run("neighbours", lambda: decoder_neighbours(w_dec, max(cfg.n_neighbours, 14),
                                                                  cfg.exact_neighbours_up_to, cfg.seed))
     coact = Neighbours(*state.coact.top_neighbours(cfg.n_neighbours), method="jaccard")
+    state.coact.free_pairs()  # the state was checkpointed already; finalize reads only the neighbours from here
     logits = stages.run("logits", lambda: logit_effects(Readout(source.model, source.hook_name), w_dec, cfg.n_logits))
     fmap = stages.run("map", lambda: umap_map(w_dec, cfg.seed, graph=cosine, fit_up_to=cfg.umap_fit_up_to)
                       if cfg.umap else flat_map(len(w_dec)))

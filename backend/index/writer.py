@@ -34,7 +34,9 @@ def atomic_index_file(out: Path):
     tmp.unlink(missing_ok=True)
     # DuckDB would buffer up to 80% of RAM while sorting the tables in; past this it spills beside the file
     spill = tmp.with_name(f"{tmp.name}.spill")
-    con = duckdb.connect(str(tmp), config={"memory_limit": WRITE_MEMORY_LIMIT, "temp_directory": str(spill)})
+    # one thread: the tables stream in already ordered, so more threads only add per-thread row-group buffers
+    con = duckdb.connect(str(tmp), config={"memory_limit": WRITE_MEMORY_LIMIT, "temp_directory": str(spill),
+                                           "threads": 1})
     try:
         con.execute(DDL)
         yield con
